@@ -1,0 +1,96 @@
+"""What each `extproc` subcommand does (argument parsing lives in __main__)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import orjson
+
+from extproc import logs
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {"serve": _serve, "up": _up, "policy": _policy, "scan": _scan, "envoy-config": _envoy_config,
+               "health": _health}[args.command]
+    return handler(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from extproc.policy.load import PolicyError
+    from extproc.server import ServeOptions, serve
+
+    logs.configure(args.log_level)
+    if args.workers > 1:
+        from extproc.workers import run_workers
+
+        return run_workers(args)
+    options = ServeOptions(listen=args.listen, policy=args.policy, metrics_listen=args.metrics_listen,
+                           drain_seconds=args.drain_seconds, reuse_port=args.reuse_port, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key, tls_client_ca=args.tls_client_ca)
+    try:
+        asyncio.run(serve(options))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from extproc.stack import run_stack
+
+    return run_stack(args)
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from extproc.policy.load import PolicyError
+
+    if args.policy_command == "schema":
+        from extproc.policy.schema import json_schema
+
+        print(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if args.policy_command == "test":
+        from extproc.policy.cases import run_cases
+
+        return run_cases(args.path, args.cases)
+    from extproc.policy.reload import compile_text
+
+    try:
+        with open(args.path, encoding="utf-8") as handle:
+            policy = compile_text(handle.read(), args.path)
+    except (PolicyError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK ({len(policy.rules)} rules, digest {policy.digest[:12]})")
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from extproc.scan import scan_lines
+
+    return scan_lines(args.policy, args.direction, sys.stdin, sys.stdout)
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    from extproc.envoy_config import StackPorts, render_yaml
+
+    ports = StackPorts(listen_port=args.port, extproc_ports=args.extproc_port or [50051], upstream=args.upstream)
+    sys.stdout.write(render_yaml(ports))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=3)
+        except grpc.RpcError as exc:
+            print(f"unhealthy: {exc.code().name}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1

@@ -1,0 +1,41 @@
+"""The detector contract: detectors only find, the policy engine decides.
+
+A detector is a class with a `name`, a pydantic `Params` model (validated as the rule's `params` in the policy
+file), `max_span` (the longest text it can match, in characters) and two methods:
+
+* `find(text)` returns every `Finding` in `text`;
+* `hold(text)` says how many trailing characters of `text` a match could still cover once more text arrives.
+  The streaming scanner holds those back. The default (`max_span - 1`) is always safe; detectors whose
+  matches start with known anchors or consist of a narrow character class override it so streams are not
+  delayed by the full span.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from extproc.model import Finding
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    max_span: int = 256
+
+    def __init__(self, params: BaseModel | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    @abstractmethod
+    def find(self, text: str) -> list[Finding]:
+        """All findings in `text`, offsets in characters."""
+
+    def hold(self, text: str) -> int:
+        """Trailing characters of `text` that a match continuing into future text could still cover."""
+        return min(len(text), self.max_span - 1)

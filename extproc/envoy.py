@@ -1,0 +1,100 @@
+"""Small pure builders for the ProcessingResponse variants the session sends. upb messages only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc import pb
+
+OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+NONE, STREAMED, BUFFERED = pb.ProcessingMode.NONE, pb.ProcessingMode.STREAMED, pb.ProcessingMode.BUFFERED
+SKIP = pb.ProcessingMode.SKIP
+METADATA_NAMESPACE = "llm.policy"
+
+Headers = list[tuple[str, str]]
+
+
+def _mutate_headers(common: Any, set_headers: Headers, remove: tuple[str, ...]) -> None:
+    for key, value in set_headers:
+        option = common.header_mutation.set_headers.add()
+        option.header.key = key
+        option.header.raw_value = value.encode()
+        option.append_action = OVERWRITE
+    if remove:
+        common.header_mutation.remove_headers.extend(remove)
+
+
+def headers_reply(direction: str, *, set_headers: Headers = (), remove: tuple[str, ...] = (),  # type: ignore[assignment]
+                  mode: pb.ProcessingMode | None = None, metadata: dict | None = None) -> pb.ProcessingResponse:
+    reply = pb.ProcessingResponse()
+    headers = reply.request_headers if direction == "request" else reply.response_headers
+    headers.SetInParent()
+    _mutate_headers(headers.response, set_headers, remove)
+    if mode is not None:
+        reply.mode_override.CopyFrom(mode)
+    if metadata:
+        reply.dynamic_metadata.update({METADATA_NAMESPACE: metadata})
+    return reply
+
+
+def body_reply(direction: str, *, body: bytes | None = None, set_headers: Headers = (),  # type: ignore[assignment]
+               metadata: dict | None = None) -> pb.ProcessingResponse:
+    """Continue, or replace the body with `body` (b"" clears it)."""
+    reply = pb.ProcessingResponse()
+    response = reply.request_body if direction == "request" else reply.response_body
+    response.SetInParent()
+    if body is not None:
+        if body:
+            response.response.body_mutation.body = body
+        else:
+            response.response.body_mutation.clear_body = True
+    _mutate_headers(response.response, set_headers, ())
+    if metadata:
+        reply.dynamic_metadata.update({METADATA_NAMESPACE: metadata})
+    return reply
+
+
+def trailers_reply(direction: str) -> pb.ProcessingResponse:
+    reply = pb.ProcessingResponse()
+    (reply.request_trailers if direction == "request" else reply.response_trailers).SetInParent()
+    return reply
+
+
+def immediate_reply(status: int, body: bytes, *, content_type: str = "application/json",
+                    set_headers: Headers = (), details: str = "", metadata: dict | None = None,  # type: ignore[assignment]
+                    ) -> pb.ProcessingResponse:
+    reply = pb.ProcessingResponse()
+    immediate = reply.immediate_response
+    immediate.status.code = status
+    immediate.body = body
+    immediate.details = details.replace(" ", "_")
+    for key, value in [("content-type", content_type), *set_headers]:
+        option = immediate.headers.set_headers.add()
+        option.header.key = key
+        option.header.raw_value = value.encode()
+        option.append_action = OVERWRITE
+    if metadata:
+        reply.dynamic_metadata.update({METADATA_NAMESPACE: metadata})
+    return reply
+
+
+def response_mode(body_mode: int, header_mode: int | None = None) -> pb.ProcessingMode:
+    """A mode override sent from the response-headers phase: only the response side matters there."""
+    mode = pb.ProcessingMode(response_body_mode=body_mode)
+    if header_mode is not None:
+        mode.response_header_mode = header_mode
+    return mode
+
+
+def pass_through_mode() -> pb.ProcessingMode:
+    """From the request-headers phase: stop processing this exchange (both body modes must be set)."""
+    return pb.ProcessingMode(request_body_mode=NONE, response_header_mode=SKIP, response_body_mode=NONE)
+
+
+def header_map(headers: Any) -> dict[str, str]:
+    """HeaderMap -> dict with lower-case keys (Envoy sends values in raw_value)."""
+    out: dict[str, str] = {}
+    for header in headers.headers:
+        value = header.raw_value.decode("utf-8", "replace") if header.raw_value else header.value
+        out[header.key] = value if header.key not in out else out[header.key] + "," + value
+    return out

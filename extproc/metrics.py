@@ -1,0 +1,31 @@
+"""Prometheus metrics. Label values are rule ids, detector names, shapes and fixed words: never content."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REQUESTS = Counter("extproc_requests_total", "Exchanges handled, by API shape and final decision",
+                   ["shape", "decision"])
+RULE_HITS = Counter("extproc_rule_hits_total", "Rule matches, by rule, action and mode", ["rule", "action", "mode"])
+DETECTOR_SECONDS = Histogram(
+    "extproc_detector_seconds", "Time spent in one detector call", ["detector"],
+    buckets=(0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
+)
+MESSAGE_SECONDS = Histogram(
+    "extproc_message_seconds", "Time to answer one ext_proc message, by phase", ["phase"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
+)
+STREAMS_IN_FLIGHT = Gauge("extproc_streams_in_flight", "ext_proc gRPC streams currently open")
+RELOADS = Counter("extproc_policy_reloads_total", "Policy reload attempts, by result", ["result"])
+ERRORS = Counter("extproc_errors_total", "Errors, by kind", ["kind"])
+POLICY_INFO = Gauge("extproc_policy_info", "The active policy (value 1), by content digest", ["digest"])
+
+
+def serve_metrics(listen: str) -> None:
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")
+
+
+def set_active_policy(digest: str) -> None:
+    POLICY_INFO.clear()
+    POLICY_INFO.labels(digest=digest[:12]).set(1)

@@ -1,0 +1,124 @@
+"""Compile a validated policy into runnable rules: detector instances (shared between rules with the same
+detector and params), glob matchers compiled to RE2, and per-direction rule lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from extproc import detectors
+from extproc.detectors.base import Detector
+from extproc.detectors.patterns import compile_re2
+from extproc.policy.load import LoadedPolicy, PolicyError
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What rules match on: known once the request body is parsed."""
+
+    path: str
+    shape: str | None
+    model: str | None
+    headers: dict[str, str]
+
+
+class Glob:
+    """Shell-style glob (`*`, `?`) compiled to RE2, so matching user patterns is linear-time."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.any = not patterns
+        if patterns:
+            body = "|".join(_glob_to_re2(p) for p in patterns)
+            self._re = compile_re2(f"^(?:{body})$")
+
+    def __call__(self, value: str | None) -> bool:
+        return self.any or (value is not None and self._re.search(value) is not None)
+
+
+def _glob_to_re2(pattern: str) -> str:
+    out = []
+    for char in pattern:
+        out.append(".*" if char == "*" else "." if char == "?" else _escape(char))
+    return "".join(out)
+
+
+def _escape(char: str) -> str:
+    return "\\" + char if not char.isalnum() and char != "_" else char
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    id: str
+    action: str
+    mode: str
+    on_error: str
+    directions: frozenset[str]
+    detector: Detector
+    redaction: Any
+    min_score: float
+    capture: bool
+    paths: Glob
+    models: Glob
+    shapes: frozenset[str]
+    headers: tuple[tuple[str, Glob], ...]
+    roles: frozenset[str]
+
+    @property
+    def enforced(self) -> bool:
+        return self.mode == "enforce"
+
+    def applies_to(self, exchange: Exchange) -> bool:
+        return (
+            self.paths(exchange.path)
+            and self.models(exchange.model)
+            and (not self.shapes or exchange.shape in self.shapes)
+            and all(glob(exchange.headers.get(name)) for name, glob in self.headers)
+        )
+
+    def scans_role(self, role: str) -> bool:
+        return not self.roles or role in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    rules: tuple[CompiledRule, ...]
+    settings: Any
+    digest: str
+    _by_direction: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+
+    def rules_for(self, direction: str, exchange: Exchange) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self._by_direction[direction] if r.applies_to(exchange))
+
+    def has_rules(self, direction: str) -> bool:
+        return bool(self._by_direction[direction])
+
+
+def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
+    instances: dict[bytes, Detector] = {}
+    rules = tuple(_compile_rule(rule, instances) for rule in loaded.model.rules)
+    by_direction = {d: tuple(r for r in rules if d in r.directions) for d in ("request", "response")}
+    return CompiledPolicy(rules, loaded.model.settings, loaded.digest, by_direction)
+
+
+def _compile_rule(rule: Any, instances: dict[bytes, Detector]) -> CompiledRule:
+    key = orjson.dumps([rule.detector, rule.params.model_dump(mode="json")], option=orjson.OPT_SORT_KEYS)
+    if key not in instances:
+        try:
+            instances[key] = detectors.get(rule.detector)(rule.params)
+        except ValueError as exc:
+            raise PolicyError(f"rule {rule.id!r}: {exc}") from None
+    match = rule.match
+    try:
+        headers = tuple((name.lower(), Glob(globs)) for name, globs in match.headers.items())
+        paths, models = Glob(match.paths), Glob(match.models)
+    except ValueError as exc:
+        raise PolicyError(f"rule {rule.id!r}: {exc}") from None
+    directions = frozenset({"request", "response"} if rule.direction == "both" else {rule.direction})
+    return CompiledRule(
+        id=rule.id, action=rule.action, mode=rule.mode, on_error=rule.on_error, directions=directions,
+        detector=instances[key], redaction=rule.redaction, min_score=rule.min_score, capture=rule.capture,
+        paths=paths, models=models, shapes=frozenset(match.shapes), headers=headers,
+        roles=frozenset(match.roles),
+    )

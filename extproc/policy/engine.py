@@ -1,0 +1,109 @@
+"""The policy engine: runs the rules' detectors over segments and turns findings into one verdict.
+
+Precedence: deny > redact > annotate > allow. Only `mode: enforce` rules change traffic; `mode: monitor` hits
+are recorded as `would_<action>`. A detector that raises is handled by its rule's `on_error`, never confused
+with a finding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from extproc import metrics
+from extproc.errors import PolicyDenied, PolicyUnavailable
+from extproc.model import Finding, Segment
+from extproc.policy.compile import CompiledRule
+from extproc.redact import Span, replacement_for
+
+ACTION_RANK = {"allow": 0, "annotate": 1, "redact": 2, "deny": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: CompiledRule
+    finding: Finding
+    value: str  # the matched text: used for digests and redaction, never logged unless rule.capture
+    direction: str
+
+
+@dataclass(slots=True)
+class Verdict:
+    """Everything the rules found during one exchange, both directions."""
+
+    hits: list[Hit] = field(default_factory=list)
+
+    @property
+    def decision(self) -> str:
+        best = "allow"
+        for hit in self.hits:
+            if hit.rule.enforced and ACTION_RANK[hit.rule.action] > ACTION_RANK[best]:
+                best = hit.rule.action
+        return best
+
+    @property
+    def would(self) -> list[str]:
+        return sorted({f"would_{h.rule.action}" for h in self.hits if not h.rule.enforced})
+
+    def rule_ids(self) -> list[str]:
+        return sorted({h.rule.id for h in self.hits})
+
+
+def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
+    detector = rule.detector
+    started = time.perf_counter()
+    try:
+        return detector.find(text)
+    except Exception as exc:  # the rule's on_error decides; the error is counted and logged by type only
+        metrics.ERRORS.labels(kind="detector").inc()
+        if rule.on_error == "fail_closed":
+            raise PolicyUnavailable(
+                f"detector {detector.name!r} failed ({type(exc).__name__}); rule {rule.id!r} fails closed",
+                rules=(rule.id,),
+            ) from None
+        return []
+    finally:
+        metrics.DETECTOR_SECONDS.labels(detector=detector.name).observe(time.perf_counter() - started)
+
+
+def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: str) -> list[Hit]:
+    """All hits of `rules` in one piece of text; rules sharing a detector instance run it once."""
+    hits: list[Hit] = []
+    cache: dict[int, list[Finding]] = {}
+    for rule in rules:
+        if not rule.scans_role(role):
+            continue
+        key = id(rule.detector)
+        if key not in cache:
+            cache[key] = run_detector(rule, text)
+        for finding in cache[key]:
+            if finding.score >= rule.min_score:
+                hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))
+    return hits
+
+
+def scan_segments(
+    rules: tuple[CompiledRule, ...], segments: list[Segment], direction: str
+) -> list[tuple[int, Hit]]:
+    found: list[tuple[int, Hit]] = []
+    for index, segment in enumerate(segments):
+        for hit in scan_text(rules, segment.text, segment.role, direction):
+            found.append((index, hit))
+    return found
+
+
+def raise_if_denied(hits: list[Hit]) -> None:
+    denying = [h for h in hits if h.rule.enforced and h.rule.action == "deny"]
+    if denying:
+        rules = tuple(sorted({h.rule.id for h in denying}))
+        labels = ", ".join(sorted({h.finding.label for h in denying}))
+        raise PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected", rules=rules)
+
+
+def redaction_spans(hits: list[Hit]) -> list[Span]:
+    """Spans for the enforced redact hits of one piece of text."""
+    return [
+        Span(h.finding.start, h.finding.end, replacement_for(h.rule.redaction, h.finding.label, h.value))
+        for h in hits
+        if h.rule.enforced and h.rule.action == "redact"
+    ]

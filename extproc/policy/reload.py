@@ -1,0 +1,76 @@
+"""Hot reload: poll the policy file's content hash, compile a changed file off the event loop, swap the
+compiled policy atomically, keep the last good one when the new file is invalid.
+
+Polling the path (not inotify on the file) follows Kubernetes ConfigMap updates, which swap a `..data`
+symlink rather than writing the file in place. Sessions take `holder.current` once at stream start, so
+in-flight exchanges keep the policy they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from importlib import resources
+
+from extproc import logs, metrics
+from extproc.policy.compile import CompiledPolicy, compile_policy
+from extproc.policy.load import PolicyError, load_policy_text
+
+_log = logs.get("extproc.policy")
+
+
+def default_policy_text() -> str:
+    return resources.files("extproc.policies").joinpath("default.yaml").read_text(encoding="utf-8")
+
+
+def compile_text(text: str, source: str) -> CompiledPolicy:
+    return compile_policy(load_policy_text(text, source))
+
+
+class PolicyHolder:
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        text = self._read() if path else default_policy_text()
+        self.current = compile_text(text, path or "default policy")
+        self._hash = _sha(text)
+        metrics.set_active_policy(self.current.digest)
+
+    def _read(self) -> str:
+        assert self.path is not None
+        with open(self.path, encoding="utf-8") as handle:
+            return handle.read()
+
+    async def reload_if_changed(self) -> bool:
+        """Reload when the file content changed; True if a new policy became active."""
+        try:
+            text = self._read()
+        except OSError as exc:
+            metrics.RELOADS.labels(result="unreadable").inc()
+            _log.warning("policy_unreadable", path=self.path, error=type(exc).__name__)
+            return False
+        digest = _sha(text)
+        if digest == self._hash:
+            return False
+        self._hash = digest
+        try:
+            compiled = await asyncio.to_thread(compile_text, text, self.path or "")
+        except PolicyError as exc:
+            metrics.RELOADS.labels(result="invalid").inc()
+            _log.error("policy_reload_rejected", path=self.path, error=str(exc), kept=self.current.digest[:12])
+            return False
+        self.current = compiled
+        metrics.RELOADS.labels(result="ok").inc()
+        metrics.set_active_policy(compiled.digest)
+        _log.info("policy_reloaded", path=self.path, policy=compiled.digest[:12], rules=len(compiled.rules))
+        return True
+
+    async def watch(self, interval: float = 1.0) -> None:
+        if not self.path:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            await self.reload_if_changed()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,97 @@
+"""The one policy schema. Rules are a tagged union on `detector`; each detector's `Params` model comes from
+the detector registry, so adding a detector adds its params to the schema with no edit here."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from extproc import detectors
+
+Action = Literal["deny", "redact", "annotate"]
+Mode = Literal["enforce", "monitor"]
+OnError = Literal["fail_closed", "fail_open"]
+Direction = Literal["request", "response", "both"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Match(Strict):
+    """Which exchanges a rule applies to. Every list is OR-ed; the fields are AND-ed; empty = any."""
+
+    paths: list[str] = Field(default_factory=list, description="glob patterns on the request path")
+    models: list[str] = Field(default_factory=list, description="glob patterns on the requested model")
+    shapes: list[str] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
+    headers: dict[str, list[str]] = Field(
+        default_factory=dict, description="header name -> glob patterns (e.g. a tenant header)"
+    )
+    roles: list[str] = Field(
+        default_factory=list, description="message roles scanned (user, system, tool, assistant, ...)"
+    )
+
+
+class Redaction(Strict):
+    format: Literal["placeholder", "mask", "hash"] = "placeholder"
+    placeholder: str = Field("[{LABEL}]", description="{label}/{LABEL} are replaced by the finding label")
+
+
+class RuleBase(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    description: str = ""
+    direction: Direction = "both"
+    action: Action = "deny"
+    mode: Mode = "enforce"
+    on_error: OnError = "fail_closed"
+    match: Match = Field(default_factory=Match)
+    redaction: Redaction = Field(default_factory=Redaction)
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    capture: bool = Field(False, description="log the matched text in the audit record (off by default)")
+
+
+class Settings(Strict):
+    unknown_paths: Literal["allow", "deny"] = "allow"
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_stream_held_bytes: int = Field(64 * 1024, ge=1024)
+    on_stream_limit: OnError = "fail_closed"
+    annotate_header: str = Field("x-llm-policy", pattern=r"^[a-z0-9-]+$")
+
+
+@cache
+def rule_model() -> Any:
+    """The tagged union of rule models, one per registered detector."""
+    variants = []
+    for name, cls in sorted(detectors.registry().items()):
+        variants.append(
+            create_model(
+                f"Rule_{name}",
+                __base__=RuleBase,
+                detector=(Literal[name], ...),  # type: ignore[valid-type]
+                params=(cls.Params, Field(default_factory=cls.Params)),
+            )
+        )
+    if len(variants) == 1:
+        return variants[0]
+    return Annotated[Union[tuple(variants)], Field(discriminator="detector")]  # noqa: UP007
+
+
+@cache
+def policy_model() -> type[BaseModel]:
+    return create_model(
+        "Policy",
+        __base__=Strict,
+        version=(Literal[1], 1),
+        settings=(Settings, Field(default_factory=Settings)),
+        rules=(list[rule_model()], Field(default_factory=list)),  # type: ignore[misc]
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    schema = policy_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "extproc LLM policy"
+    return schema

@@ -1,0 +1,107 @@
+"""The grpc.aio server: ext_proc servicer, gRPC health, graceful drain on SIGTERM, policy hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from extproc import logs, metrics, pb
+from extproc.policy.reload import PolicyHolder
+from extproc.session import Session
+
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+_log = logs.get("extproc.server")
+
+
+@dataclass
+class ServeOptions:
+    listen: str = "127.0.0.1:50051"
+    policy: str | None = None
+    metrics_listen: str | None = None
+    max_message_bytes: int = 64 * 1024 * 1024  # above any body Envoy buffers (its limit is per listener)
+    drain_seconds: float = 30.0
+    reload_interval: float = 1.0
+    reuse_port: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+
+class ExternalProcessor(pb.ExternalProcessorServicer):
+    def __init__(self, holder: PolicyHolder) -> None:
+        self.holder = holder
+
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],  # noqa: N802
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
+        session = Session(self.holder.current)
+        metrics.STREAMS_IN_FLIGHT.inc()
+        try:
+            async for request in request_iterator:
+                yield session.handle(request)
+        finally:
+            metrics.STREAMS_IN_FLIGHT.dec()
+            session.finish()
+
+
+def grpc_options(options: ServeOptions) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", options.max_message_bytes),
+        ("grpc.max_send_message_length", options.max_message_bytes),
+        # Tolerate Envoy's HTTP/2 keepalive pings instead of answering them with GOAWAY.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+    ]
+
+
+def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
+    if not options.tls_cert:
+        return None
+    with open(options.tls_cert, "rb") as cert, open(options.tls_key or "", "rb") as key:
+        pair = [(key.read(), cert.read())]
+    client_ca = open(options.tls_client_ca, "rb").read() if options.tls_client_ca else None
+    return grpc.ssl_server_credentials(pair, root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
+    holder = PolicyHolder(options.policy)
+    server = grpc.aio.server(options=grpc_options(options))
+    pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    credentials = _credentials(options)
+    if credentials is None:
+        server.add_insecure_port(options.listen)
+    else:
+        server.add_secure_port(options.listen, credentials)
+    if options.metrics_listen:
+        metrics.serve_metrics(options.metrics_listen)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _log.info("server_started", listen=options.listen, metrics=options.metrics_listen,
+              policy=holder.current.digest[:12], policy_path=options.policy or "default")
+    watcher = asyncio.create_task(holder.watch(options.reload_interval))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    await _drain(server, health_servicer, options.drain_seconds)
+    watcher.cancel()
+
+
+async def _drain(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float) -> None:
+    """Refuse new streams, let in-flight ones finish (up to `grace` seconds)."""
+    _log.info("server_draining", grace_seconds=grace)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace)
+    _log.info("server_stopped")

@@ -1,0 +1,226 @@
+"""One Session per ext_proc gRPC stream (one HTTP exchange): the only place that knows the message order.
+
+request headers -> request body (BUFFERED) -> response headers (choose NONE / STREAMED / BUFFERED per
+response) -> response body. Every handler returns exactly one reply of the matching kind. The session holds
+the policy snapshot it started with, so a reload never mixes two rule sets inside one exchange.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import orjson
+
+from extproc import audit, envoy, logs, metrics, pb, shapes
+from extproc.errors import GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable
+from extproc.policy.compile import CompiledPolicy, Exchange
+from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
+from extproc.redact import apply_spans, merge_spans
+from extproc.shapes.base import Shape
+from extproc.stream_scan import StreamScanner
+
+_log = logs.get("extproc.session")
+CONTINUE_REQUEST_BODY = envoy.body_reply("request")
+CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
+FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
+DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject"}
+
+
+class Session:
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        self.settings = policy.settings
+        self.verdict = Verdict()
+        self.fields: dict[str, Any] = {"policy": policy.digest[:12]}
+        self.headers: dict[str, str] = {}
+        self.shape: Shape | None = None
+        self.response_rules: tuple = ()
+        self.scanner: StreamScanner | None = None
+        self.buffered_response = False
+        self.started = time.monotonic()
+        self.finished = False
+
+    # ---- dispatch -------------------------------------------------------------------------------------
+    def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
+        kind = request.WhichOneof("request")
+        started = time.perf_counter()
+        try:
+            return getattr(self, f"_on_{kind}")(getattr(request, kind))
+        except GatewayError as exc:
+            return self._refuse(exc, kind)
+        except Exception as exc:  # the session boundary: anything unexpected fails closed
+            metrics.ERRORS.labels(kind="internal").inc()
+            _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=_where(exc),
+                       request_id=self.fields.get("request_id"))
+            return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
+        finally:
+            metrics.MESSAGE_SECONDS.labels(phase=kind).observe(time.perf_counter() - started)
+
+    def finish(self) -> None:
+        """Write the audit record; called exactly once when the gRPC stream ends, however it ends."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.scanner is not None:
+            self.verdict.hits.extend(self.scanner.hits)
+            if self.scanner.error is not None:
+                self._record_error(self.scanner.error, after_stream_start=True)
+        self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
+        audit.emit(self.fields, self.verdict)
+
+    # ---- request ---------------------------------------------------------------------------------------
+    def _on_request_headers(self, msg: Any) -> pb.ProcessingResponse:
+        self.headers = envoy.header_map(msg.headers)
+        path = self.headers.get(":path", "/")
+        method = self.headers.get(":method", "")
+        self.fields.update(request_id=self.headers.get("x-request-id", ""), method=method, path=path.split("?")[0])
+        self.shape = shapes.for_path(path) if method == "POST" else None
+        if self.shape is None:
+            if self.settings.unknown_paths == "deny":
+                raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
+            self.fields["decision"] = "pass"
+            return envoy.headers_reply("request", mode=envoy.pass_through_mode())
+        self.fields["shape"] = self.shape.name
+        if msg.end_of_stream:
+            raise MalformedRequest("the request has no body")
+        return envoy.headers_reply("request", set_headers=[("accept-encoding", "identity")])
+
+    def _on_request_body(self, msg: Any) -> pb.ProcessingResponse:
+        assert self.shape is not None
+        body = msg.body
+        if len(body) > self.settings.max_request_bytes:
+            raise PayloadTooLarge(f"request body is larger than {self.settings.max_request_bytes} bytes")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise MalformedRequest("request body is not valid JSON") from None
+        parsed = self.shape.parse_request(doc)
+        exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
+        self.fields.update(model=parsed.model, stream=parsed.stream)
+        self.response_rules = self.policy.rules_for("response", exchange)
+        changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc, "request")
+        if not changed:
+            return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
+                else CONTINUE_REQUEST_BODY
+        new_body = orjson.dumps(doc)
+        return envoy.body_reply("request", body=new_body, set_headers=[("content-length", str(len(new_body)))],
+                                metadata=self._metadata())
+
+    def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
+        """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
+        found = scan_segments(rules, segments, direction)
+        hits = [hit for _, hit in found]
+        self.verdict.hits.extend(hits)
+        raise_if_denied(hits)
+        changed = False
+        for index, segment in enumerate(segments):
+            spans = redaction_spans([hit for i, hit in found if i == index])
+            if spans:
+                self.shape.write_text(doc, segment.locator, apply_spans(segment.text, merge_spans(spans)))
+                changed = True
+        return changed
+
+    # ---- response --------------------------------------------------------------------------------------
+    def _on_response_headers(self, msg: Any) -> pb.ProcessingResponse:
+        headers = envoy.header_map(msg.headers)
+        status = int(headers.get(":status", "0") or 0)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        self.fields["status"] = status
+        annotate = [(self.settings.annotate_header, self._annotation())]
+        inspect = self.shape is not None and self.response_rules and 200 <= status < 300 and not msg.end_of_stream
+        if not inspect:
+            return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
+        if headers.get("content-encoding", "identity") not in ("identity", ""):
+            raise PolicyUnavailable("the upstream response is content-encoded and cannot be inspected",
+                                    code="response_encoded")
+        framing = FRAMINGS.get(content_type)
+        if framing is not None:
+            self.scanner = StreamScanner(self.shape, framing, self.response_rules,
+                                         self.settings.max_stream_held_bytes, self.settings.on_stream_limit)
+            self.fields["response_mode"] = "streamed"
+            return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
+                                       mode=envoy.response_mode(envoy.STREAMED))
+        if content_type == "application/json" or content_type.endswith("+json"):
+            self.buffered_response = True
+            self.fields["response_mode"] = "buffered"
+            return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.BUFFERED))
+        return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
+
+    def _on_response_body(self, msg: Any) -> pb.ProcessingResponse:
+        if self.scanner is not None:
+            chunk = msg.body
+            out = self.scanner.finish(chunk) if msg.end_of_stream else self.scanner.push(chunk)
+            return CONTINUE_RESPONSE_BODY if out == chunk else envoy.body_reply("response", body=out)
+        if self.buffered_response:
+            return self._on_buffered_response(msg.body)
+        return CONTINUE_RESPONSE_BODY
+
+    def _on_buffered_response(self, body: bytes) -> pb.ProcessingResponse:
+        assert self.shape is not None
+        if len(body) > self.settings.max_response_bytes:
+            raise PayloadTooLarge(f"response body is larger than {self.settings.max_response_bytes} bytes")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            metrics.ERRORS.labels(kind="response_not_json").inc()
+            return CONTINUE_RESPONSE_BODY
+        segments = self.shape.response_segments(doc)
+        changed = self._apply_rules(self.response_rules, segments, doc, "response")
+        annotate = [(self.settings.annotate_header, self._annotation())]
+        if not changed:
+            return envoy.body_reply("response", set_headers=annotate, metadata=self._metadata())
+        new_body = orjson.dumps(doc)
+        return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
+                                set_headers=[*annotate, ("content-length", str(len(new_body)))])
+
+    # ---- trailers: never requested by our configs, answered correctly if they come ----------------------
+    def _on_request_trailers(self, msg: Any) -> pb.ProcessingResponse:
+        return envoy.trailers_reply("request")
+
+    def _on_response_trailers(self, msg: Any) -> pb.ProcessingResponse:
+        return envoy.trailers_reply("response")
+
+    # ---- refusals and annotations ----------------------------------------------------------------------
+    def _refuse(self, exc: GatewayError, kind: str | None) -> pb.ProcessingResponse:
+        if kind == "response_body" and self.scanner is not None:
+            self._record_error(exc, after_stream_start=True)
+            return envoy.body_reply("response", body=self._error_shape().stream_error_event(exc.code, exc.message))
+        if kind in ("request_trailers", "response_trailers"):
+            return envoy.trailers_reply("request" if kind == "request_trailers" else "response")
+        self._record_error(exc, after_stream_start=False)
+        body = self._error_shape().error_body(exc.status, exc.code, exc.message)
+        header = f"{self.fields['decision']}; code={exc.code}" + (f"; rules={','.join(exc.rules)}" if exc.rules else "")
+        return envoy.immediate_reply(exc.status, body, set_headers=[(self.settings.annotate_header, header)],
+                                     details=f"llm_policy_{exc.code}", metadata=self._metadata())
+
+    def _record_error(self, exc: GatewayError, after_stream_start: bool) -> None:
+        self.fields.update(
+            decision=DECISION_OF_ERROR.get(type(exc), "deny" if exc.status in (403, 429) else "error"),
+            code=exc.code, reason=exc.message, status_sent=None if after_stream_start else exc.status,
+        )
+        if after_stream_start:
+            self.fields["ended_stream_with_error"] = True
+
+    def _error_shape(self) -> Shape:
+        return self.shape or shapes.all_shapes()["openai_chat"]
+
+    def _annotation(self) -> str:
+        parts = [self.verdict.decision]
+        if self.verdict.would:
+            parts.append("would=" + ",".join(self.verdict.would))
+        if self.verdict.hits:
+            parts.append("rules=" + ",".join(self.verdict.rule_ids()))
+        return "; ".join(parts)
+
+    def _metadata(self) -> dict[str, Any]:
+        return {"decision": self.fields.get("decision") or self.verdict.decision,
+                "rules": ",".join(self.verdict.rule_ids()), "shape": self.fields.get("shape", ""),
+                "model": self.fields.get("model") or "", "policy": self.fields["policy"]}
+
+
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised (file:line), without its message, which may quote content."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""

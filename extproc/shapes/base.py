@@ -1,0 +1,84 @@
+"""The API-shape contract: one subclass per wire format (OpenAI chat, Ollama, Anthropic, ...).
+
+A shape turns request and response documents into `Segment`s, writes edited text back into the *original*
+parsed document (so fields it does not know survive), decodes streamed records into `TextDelta`s and
+re-encodes an edited record, and renders errors in its API's own format.
+
+Locators are paths into the parsed JSON document, e.g. `("messages", 2, "content")` or
+`("messages", 0, "content", 1, "text")`; `set_path` writes through them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import orjson
+
+from extproc.framing import Record
+from extproc.model import ParsedRequest, Segment, TextDelta
+
+
+class Shape(ABC):
+    name: ClassVar[str]
+    # Request paths (query string stripped) this shape serves, e.g. ("/v1/chat/completions",).
+    paths: ClassVar[tuple[str, ...]]
+    # Framing of streamed responses.
+    stream_framing: ClassVar[Literal["sse", "ndjson"]] = "sse"
+
+    @abstractmethod
+    def parse_request(self, doc: Any) -> ParsedRequest:
+        """Segments (system, user, tool, ...), model name, stream flag and declared tools."""
+
+    @abstractmethod
+    def response_segments(self, doc: Any) -> list[Segment]:
+        """Text segments of a complete (non-streamed) response document."""
+
+    @abstractmethod
+    def stream_deltas(self, payload: Any) -> list[TextDelta]:
+        """Text deltas carried by one decoded streamed event (`payload` is its parsed JSON)."""
+
+    def decode_record(self, record: Record) -> Any | None:
+        """The parsed JSON of a streamed record, or None for records that carry no JSON ([DONE], comments)."""
+        data = record.data
+        if data is None or data == b"[DONE]" or not data.strip():
+            return None
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+
+    def encode_record(self, record: Record, payload: Any) -> bytes:
+        """Re-frame an edited payload as the same kind of record."""
+        body = orjson.dumps(payload)
+        if self.stream_framing == "ndjson":
+            return body + b"\n"
+        prefix = b"event: " + record.event.encode() + b"\n" if record.event else b""
+        return prefix + b"data: " + body + b"\n\n"
+
+    @abstractmethod
+    def error_body(self, status: int, code: str, message: str) -> bytes:
+        """A complete error response body in this API's format."""
+
+    @abstractmethod
+    def stream_error_event(self, code: str, message: str) -> bytes:
+        """The record that ends a stream with an error in this API's streaming format."""
+
+    def write_text(self, doc: Any, locator: tuple[Any, ...], text: str) -> None:
+        """Write edited text back at a segment's locator."""
+        set_path(doc, locator, text)
+
+
+def set_path(doc: Any, locator: tuple[Any, ...], value: Any) -> None:
+    """Write `value` at `locator` inside a parsed JSON document."""
+    target = doc
+    for step in locator[:-1]:
+        target = target[step]
+    target[locator[-1]] = value
+
+
+def get_path(doc: Any, locator: tuple[Any, ...]) -> Any:
+    target = doc
+    for step in locator:
+        target = target[step]
+    return target

@@ -1,0 +1,125 @@
+"""OpenAI Chat Completions (`/v1/chat/completions`), as served by OpenAI, vLLM, llama.cpp, LiteLLM and
+Ollama's OpenAI-compatible endpoint. Streams are SSE `data: {chunk}` records ending with `data: [DONE]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from extproc.errors import MalformedRequest
+from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.shapes import register
+from extproc.shapes.base import Shape
+
+
+def message_segments(messages: Any, field: str = "messages") -> list[Segment]:
+    """Segments of an OpenAI-style message list: string or content-part content, tool-call arguments."""
+    if not isinstance(messages, list):
+        raise MalformedRequest(f"`{field}` must be an array of messages")
+    segments: list[Segment] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise MalformedRequest(f"`{field}[{i}]` must be an object")
+        role = message.get("role")
+        role = role if isinstance(role, str) else "user"
+        segments.extend(_content_segments(message.get("content"), role, (field, i, "content")))
+        segments.extend(_tool_call_segments(message.get("tool_calls"), role, (field, i, "tool_calls")))
+    return segments
+
+
+def _content_segments(content: Any, role: str, where: tuple[Any, ...]) -> list[Segment]:
+    if isinstance(content, str):
+        return [Segment(content, role, where)]
+    if isinstance(content, list):
+        return [
+            Segment(part["text"], role, (*where, j, "text"))
+            for j, part in enumerate(content)
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+    if content is not None:
+        raise MalformedRequest(f"`{'.'.join(map(str, where))}` must be a string or an array of parts")
+    return []
+
+
+def _tool_call_segments(calls: Any, role: str, where: tuple[Any, ...]) -> list[Segment]:
+    if not isinstance(calls, list):
+        return []
+    return [
+        Segment(call["function"]["arguments"], role, (*where, j, "function", "arguments"))
+        for j, call in enumerate(calls)
+        if isinstance(call, dict) and isinstance(call.get("function"), dict)
+        and isinstance(call["function"].get("arguments"), str)
+    ]
+
+
+def openai_error(status: int, code: str, message: str) -> bytes:
+    error_type = {400: "invalid_request_error", 403: "policy_violation", 413: "invalid_request_error",
+                  429: "rate_limit_error"}.get(status, "server_error")
+    return orjson.dumps({"error": {"message": message, "type": error_type, "code": code}})
+
+
+@register
+class OpenAIChat(Shape):
+    name = "openai_chat"
+    paths = ("/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions")
+    stream_framing = "sse"
+
+    def parse_request(self, doc: Any) -> ParsedRequest:
+        if not isinstance(doc, dict):
+            raise MalformedRequest("request body must be a JSON object")
+        segments = message_segments(doc.get("messages"))
+        model = doc.get("model")
+        tools = doc.get("tools")
+        return ParsedRequest(doc, segments, model if isinstance(model, str) else None,
+                             doc.get("stream") is True, tools if isinstance(tools, list) else [])
+
+    def response_segments(self, doc: Any) -> list[Segment]:
+        choices = doc.get("choices") if isinstance(doc, dict) else None
+        if not isinstance(choices, list):
+            return []
+        segments: list[Segment] = []
+        for i, choice in enumerate(choices):
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                segments.extend(_content_segments(message.get("content"), "assistant", ("choices", i, "message", "content")))
+                segments.extend(_tool_call_segments(message.get("tool_calls"), "assistant",
+                                                    ("choices", i, "message", "tool_calls")))
+        return segments
+
+    def stream_deltas(self, payload: Any) -> list[TextDelta]:
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not choices:
+            return []
+        deltas: list[TextDelta] = []
+        for i, choice in enumerate(choices):
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            index = choice.get("index", i)
+            for field in ("content", "reasoning_content", "refusal"):
+                text = delta.get(field)
+                if isinstance(text, str) and text:
+                    deltas.append(TextDelta((index, field), text, ("choices", i, "delta", field)))
+            deltas.extend(_tool_call_deltas(delta.get("tool_calls"), index, i))
+        return deltas
+
+    def error_body(self, status: int, code: str, message: str) -> bytes:
+        return openai_error(status, code, message)
+
+    def stream_error_event(self, code: str, message: str) -> bytes:
+        return b"data: " + openai_error(403, code, message) + b"\n\n"
+
+
+def _tool_call_deltas(calls: Any, index: int, position: int) -> list[TextDelta]:
+    if not isinstance(calls, list):
+        return []
+    deltas = []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, str) and arguments:
+            key = (index, "tool", call.get("index", j))
+            deltas.append(TextDelta(key, arguments, ("choices", position, "delta", "tool_calls", j, "function",
+                                                     "arguments")))
+    return deltas

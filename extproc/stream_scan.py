@@ -1,0 +1,196 @@
+"""Leak-free scanning of streamed responses that still streams.
+
+Records (SSE events / NDJSON lines) are decoded by the shape into text deltas keyed by choice or content
+block. For each key we keep the running text and a `released` offset: everything before it is final, i.e. no
+match that is still to come can cover it. Each detector says how much of the tail it must hold back
+(`Detector.hold`); we release up to `len - hold`, pulling the boundary back to the start of any match that
+straddles it. Records are emitted in order once all their deltas lie in released text; a record whose text
+is unchanged goes out byte-for-byte, an edited one is re-encoded by its shape. A match spread over several
+records is replaced as a whole: the replacement goes into the record holding the match's first character and
+the rest of the match is removed from the following records, so the reassembled text equals the redacted
+full text exactly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from extproc.errors import GatewayError, PayloadTooLarge
+from extproc.framing import Record, framer_for
+from extproc.policy.compile import CompiledRule
+from extproc.policy.engine import Hit, raise_if_denied, redaction_spans, scan_text
+from extproc.redact import Span, merge_spans
+from extproc.shapes.base import Shape, set_path
+
+
+class _KeyText:
+    __slots__ = ("text", "base", "released", "spans")
+
+    def __init__(self) -> None:
+        self.text = ""  # running text of this key from absolute offset `base`
+        self.base = 0
+        self.released = 0  # absolute offset: text before it is final
+        self.spans: list[Span] = []  # final redaction spans, absolute offsets
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.text)
+
+
+class _Pending:
+    __slots__ = ("record", "payload", "deltas")
+
+    def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple]]) -> None:
+        self.record = record
+        self.payload = payload
+        self.deltas = deltas  # (key, absolute start, absolute end, locator)
+
+
+class StreamScanner:
+    def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
+                 on_limit: str) -> None:
+        self.shape = shape
+        self.framer = framer_for(framing)
+        self.rules = rules
+        self.max_held = max_held
+        self.on_limit = on_limit
+        self.keys: dict[Any, _KeyText] = {}
+        self.pending: deque[_Pending] = deque()
+        self.held_bytes = 0
+        self.hits: list[Hit] = []
+        self.error: GatewayError | None = None  # set when the stream was ended with an error event
+        self._hold_detectors = {id(r.detector): r.detector for r in rules}.values()
+
+    def push(self, chunk: bytes) -> bytes:
+        """Feed one upstream chunk; return the bytes that may go to the client now."""
+        if self.error is not None:
+            return b""
+        return self._guarded(lambda: self._take(self.framer.feed(chunk), final=False))
+
+    def finish(self, chunk: bytes = b"") -> bytes:
+        """Feed the last chunk and release everything that is left."""
+        if self.error is not None:
+            return b""
+        return self._guarded(lambda: self._take(self.framer.feed(chunk) + self.framer.flush(), final=True))
+
+    def _guarded(self, step: Any) -> bytes:
+        try:
+            return step()
+        except GatewayError as exc:
+            self.error = exc
+            self.pending.clear()
+            return self.shape.stream_error_event(exc.code, exc.message)
+
+    def _take(self, records: list[Record], final: bool) -> bytes:
+        touched = set()
+        for record in records:
+            touched.update(self._append(record))
+        if final:
+            touched = set(self.keys)
+        elif self.held_bytes + self.framer.pending > self.max_held:
+            if self.on_limit == "fail_closed":
+                raise PayloadTooLarge(f"stream held more than {self.max_held} bytes awaiting a decision",
+                                      code="stream_hold_limit")
+            touched, final = set(self.keys), True
+        for key in touched:
+            self._advance(self.keys[key], final)
+        return self._emit()
+
+    def _append(self, record: Record) -> list[Any]:
+        payload = self.shape.decode_record(record)
+        deltas = self.shape.stream_deltas(payload) if payload is not None else []
+        placed = []
+        for delta in deltas:
+            keytext = self.keys.get(delta.key)
+            if keytext is None:
+                keytext = self.keys[delta.key] = _KeyText()
+            start = keytext.end
+            keytext.text += delta.text
+            placed.append((delta.key, start, keytext.end, delta.locator))
+        self.pending.append(_Pending(record, payload, placed))
+        self.held_bytes += len(record.raw)
+        return [d.key for d in deltas]
+
+    def _advance(self, kt: _KeyText, final: bool) -> None:
+        """Move `kt.released` forward as far as is safe, recording the matches that became final."""
+        unreleased = kt.text[kt.released - kt.base :]
+        if not unreleased:
+            return
+        boundary = kt.end if final else kt.end - max(d.hold(unreleased) for d in self._hold_detectors)
+        if boundary <= kt.released:
+            return
+        hits = [h for h in scan_text(self.rules, unreleased, "assistant", "response")]
+        boundary = _pull_back(boundary, hits, kt.released)
+        settled = [h for h in hits if kt.released + h.finding.end <= boundary]
+        self._settle(kt, settled)
+        kt.released = boundary
+
+    def _settle(self, kt: _KeyText, hits: list[Hit]) -> None:
+        self.hits.extend(hits)
+        raise_if_denied(hits)
+        spans = redaction_spans(hits)
+        if spans:
+            offset = kt.released
+            kt.spans.extend(Span(s.start + offset, s.end + offset, s.replacement) for s in merge_spans(spans))
+
+    def _emit(self) -> bytes:
+        out: list[bytes] = []
+        pending = self.pending
+        while pending and all(self.keys[key].released >= end for key, _, end, _ in pending[0].deltas):
+            item = pending.popleft()
+            self.held_bytes -= len(item.record.raw)
+            out.append(self._render(item))
+        self._trim()
+        return b"".join(out)
+
+    def _render(self, item: _Pending) -> bytes:
+        changed = False
+        for key, start, end, locator in item.deltas:
+            edited = _edited_slice(self.keys[key], start, end)
+            if edited is not None:
+                set_path(item.payload, locator, edited)
+                changed = True
+        return self.shape.encode_record(item.record, item.payload) if changed else item.record.raw
+
+    def _trim(self) -> None:
+        """Forget text and spans no pending record can still need."""
+        keep_from = {key: kt.released for key, kt in self.keys.items()}
+        for item in self.pending:
+            for key, start, _, _ in item.deltas:
+                keep_from[key] = min(keep_from[key], start)
+        for key, kt in self.keys.items():
+            cut = keep_from[key]
+            if cut > kt.base:
+                kt.text = kt.text[cut - kt.base :]
+                kt.base = cut
+                kt.spans = [s for s in kt.spans if s.end > cut]
+
+
+def _pull_back(boundary: int, hits: list[Hit], offset: int) -> int:
+    """Lower the boundary to the start of any match that straddles it (repeat until none does)."""
+    moved = True
+    while moved:
+        moved = False
+        for hit in hits:
+            start, end = offset + hit.finding.start, offset + hit.finding.end
+            if start < boundary < end:
+                boundary, moved = start, True
+    return boundary
+
+
+def _edited_slice(kt: _KeyText, start: int, end: int) -> str | None:
+    """The text of [start, end) with final spans applied, or None if no span touches it."""
+    touching = [s for s in kt.spans if s.end > start and s.start < end]
+    if not touching:
+        return None
+    text, base = kt.text, kt.base
+    pieces: list[str] = []
+    cursor = start
+    for span in touching:
+        if span.start >= start:
+            pieces.append(text[cursor - base : span.start - base])
+            pieces.append(span.replacement)
+        cursor = max(cursor, min(span.end, end))
+    pieces.append(text[cursor - base : end - base])
+    return "".join(pieces)

@@ -1,0 +1,199 @@
+"""Hermetic Session tests: protobuf messages in, protobuf replies out, no gRPC."""
+
+import orjson
+import pytest
+import structlog
+from policies import SECRET_PATTERN, regex_rule, rules
+from sessions import (chat, request_body, request_headers, response_body, response_headers, set_headers,
+                      start)
+from sse import openai_stream, openai_text
+
+from extproc.session import Session
+
+SECRET = "sk-" + "Q" * 12 + "w" * 12
+REDACT_BOTH = rules(regex_rule("secret-redact", "redact"))
+DENY_REQUEST = rules(regex_rule("secret-deny", "deny", "request"))
+
+
+def finish(session):
+    with structlog.testing.capture_logs() as logs:
+        session.finish()
+    return [entry for entry in logs if entry["event"] == "exchange_completed"]
+
+
+def test_non_llm_path_passes_through_without_further_phases():
+    session = Session(REDACT_BOTH)
+    reply = session.handle(request_headers(path="/healthz", method="GET", eos=True))
+    assert reply.WhichOneof("response") == "request_headers"
+    mode = reply.mode_override
+    assert (mode.request_body_mode, mode.response_body_mode) == (0, 0)  # NONE, NONE
+    assert mode.response_header_mode == 2  # SKIP
+    assert finish(session)[0]["decision"] == "pass"
+
+
+def test_unknown_paths_can_be_denied_by_policy():
+    policy = rules(regex_rule("r", "deny")).__class__  # placeholder to keep imports honest
+    from policies import policy as compile_policy
+    strict = compile_policy("version: 1\nsettings: {unknown_paths: deny}\nrules: []\n")
+    reply = Session(strict).handle(request_headers(path="/admin", method="POST"))
+    assert reply.immediate_response.status.code == 403
+    assert orjson.loads(reply.immediate_response.body)["error"]["code"] == "unknown_path"
+    assert policy is not None
+
+
+def test_llm_request_headers_force_identity_encoding():
+    reply = Session(REDACT_BOTH).handle(request_headers())
+    assert set_headers(reply.request_headers.response.header_mutation)["accept-encoding"] == "identity"
+    assert not reply.HasField("mode_override")
+
+
+def test_secret_in_prompt_is_denied_in_openai_format_with_rule_header():
+    session = Session(DENY_REQUEST)
+    reply = start(session, f"my key {SECRET}")
+    immediate = reply.immediate_response
+    assert immediate.status.code == 403
+    error = orjson.loads(immediate.body)["error"]
+    assert error["code"] == "policy_violation" and "secret-deny" in error["message"]
+    assert SECRET not in error["message"]
+    headers = set_headers(immediate.headers)
+    assert headers["content-type"] == "application/json"
+    assert headers["x-llm-policy"].startswith("deny") and "secret-deny" in headers["x-llm-policy"]
+    record = finish(session)[0]
+    assert record["decision"] == "deny" and record["status_sent"] == 403
+    assert SECRET not in repr(record)
+    assert record["hits"][0]["length"] == len(SECRET) and len(record["hits"][0]["digest"]) == 16
+
+
+def test_malformed_json_gets_400_in_api_format():
+    session = Session(DENY_REQUEST)
+    session.handle(request_headers())
+    reply = session.handle(request_body(raw=b'{"messages": [}'))
+    assert reply.immediate_response.status.code == 400
+    assert orjson.loads(reply.immediate_response.body)["error"]["type"] == "invalid_request_error"
+    assert finish(session)[0]["decision"] == "reject"
+
+
+def test_wrong_types_get_400():
+    session = Session(DENY_REQUEST)
+    session.handle(request_headers())
+    reply = session.handle(request_body({"messages": "not a list"}))
+    assert reply.immediate_response.status.code == 400
+    assert "messages" in orjson.loads(reply.immediate_response.body)["error"]["message"]
+
+
+def test_oversized_body_gets_413():
+    from policies import policy as compile_policy
+    small = compile_policy("version: 1\nsettings: {max_request_bytes: 2048}\nrules: []\n")
+    session = Session(small)
+    session.handle(request_headers())
+    reply = session.handle(request_body(chat("x" * 4000)))
+    assert reply.immediate_response.status.code == 413
+
+
+def test_redaction_rewrites_in_place_keeps_unknown_fields_and_sets_content_length():
+    session = Session(REDACT_BOTH)
+    reply = start(session, f"key={SECRET} ok")
+    mutation = reply.request_body.response
+    body = mutation.body_mutation.body
+    doc = orjson.loads(body)
+    assert doc["messages"][0]["content"] == "key=[TEST_SECRET] ok"
+    assert doc["x_vendor"] == {"k": 1}
+    assert set_headers(mutation.header_mutation)["content-length"] == str(len(body))
+
+
+def test_clean_request_gets_prebuilt_continue():
+    reply = start(Session(REDACT_BOTH), "nothing to see")
+    assert reply.WhichOneof("response") == "request_body"
+    assert not reply.request_body.response.HasField("body_mutation")
+
+
+def test_sse_response_is_streamed_and_split_secret_redacted():
+    session = Session(REDACT_BOTH)
+    start(session, "hi", stream=True)
+    reply = session.handle(response_headers("text/event-stream", extra={"content-length": "999"}))
+    assert reply.mode_override.response_body_mode == 1  # STREAMED
+    assert "content-length" in reply.response_headers.response.header_mutation.remove_headers
+    stream = openai_stream(["here: ", SECRET[:10], SECRET[10:], " done"])
+    cut = stream.index(SECRET[10:].encode())
+    out = b""
+    for chunk, eos in ((stream[:cut], False), (stream[cut:], False), (b"", True)):
+        r = session.handle(response_body(chunk, eos))
+        mutation = r.response_body.response.body_mutation
+        kind = mutation.WhichOneof("mutation")
+        out += chunk if kind is None else (mutation.body if kind == "body" else b"")
+    assert openai_text(out) == "here: [TEST_SECRET] done"
+    record = finish(session)[0]
+    assert record["decision"] == "redact" and record["response_mode"] == "streamed"
+
+
+def test_json_response_is_buffered_and_redacted_with_content_length():
+    session = Session(REDACT_BOTH)
+    start(session, "hi")
+    reply = session.handle(response_headers("application/json"))
+    assert reply.mode_override.response_body_mode == 2  # BUFFERED
+    doc = {"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": f"k {SECRET}"}}]}
+    r = session.handle(response_body(orjson.dumps(doc), True))
+    mutation = r.response_body.response
+    body = mutation.body_mutation.body
+    assert orjson.loads(body)["choices"][0]["message"]["content"] == "k [TEST_SECRET]"
+    headers = set_headers(mutation.header_mutation)
+    assert headers["content-length"] == str(len(body))
+    assert headers["x-llm-policy"].startswith("redact")
+
+
+def test_response_phases_skip_body_when_no_response_rules():
+    session = Session(DENY_REQUEST)
+    start(session, "hi")
+    reply = session.handle(response_headers("text/event-stream"))
+    assert reply.mode_override.response_body_mode == 0  # NONE
+    assert set_headers(reply.response_headers.response.header_mutation)["x-llm-policy"] == "allow"
+
+
+def test_monitor_mode_changes_nothing_but_records_would_action():
+    session = Session(rules(regex_rule("watch", "deny", "request", mode="monitor")))
+    reply = start(session, f"key {SECRET}")
+    assert reply.WhichOneof("response") == "request_body"
+    assert not reply.request_body.response.HasField("body_mutation")
+    assert reply.dynamic_metadata.fields["llm.policy"].struct_value.fields["rules"].string_value == "watch"
+    record = finish(session)[0]
+    assert record["decision"] == "allow" and record["would"] == ["would_deny"]
+
+
+@pytest.mark.parametrize("on_error,expected", [("fail_closed", 503), ("fail_open", None)])
+def test_detector_failure_follows_on_error(on_error, expected):
+    from policies import policy as compile_policy
+    policy = compile_policy(f"""version: 1
+rules:
+  - id: flaky
+    detector: regex
+    on_error: {on_error}
+    params: {{patterns: [{{label: x, pattern: "{SECRET_PATTERN}"}}]}}
+""")
+
+    def explode(text):
+        raise RuntimeError("boom " + text)
+
+    policy.rules[0].detector.find = explode
+    reply = start(Session(policy), "hello")
+    if expected:
+        assert reply.immediate_response.status.code == expected
+        assert "hello" not in reply.immediate_response.body.decode()
+    else:
+        assert reply.WhichOneof("response") == "request_body"
+
+
+def test_internal_error_fails_closed_without_leaking_content():
+    session = Session(REDACT_BOTH)
+    session.handle(request_headers())
+    session.shape = None  # force an internal failure in the body handler
+    with structlog.testing.capture_logs() as logs:
+        reply = session.handle(request_body(chat(f"secret {SECRET}")))
+    assert reply.immediate_response.status.code == 503
+    assert SECRET not in repr(logs)
+
+
+def test_finish_emits_exactly_one_record():
+    session = Session(REDACT_BOTH)
+    start(session, "hi")
+    assert len(finish(session)) == 1
+    assert finish(session) == []
