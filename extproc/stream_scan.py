@@ -21,7 +21,10 @@ from extproc.framing import Record, framer_for
 from extproc.policy.compile import CompiledRule
 from extproc.policy.engine import Hit, raise_if_denied, redaction_spans, scan_text
 from extproc.redact import Span, merge_spans
+from extproc.model import TextDelta
 from extproc.shapes.base import Shape, set_path
+
+RAW_KEY = "__raw_record__"
 
 
 class _KeyText:
@@ -99,7 +102,14 @@ class StreamScanner:
 
     def _append(self, record: Record) -> list[Any]:
         payload = self.shape.decode_record(record)
-        deltas = self.shape.stream_deltas(payload) if payload is not None else []
+        if payload is not None:
+            deltas = self.shape.stream_deltas(payload)
+        elif record.data is not None and record.data != b"[DONE]":
+            # Not JSON the shape can read (e.g. a truncated last record): scan its raw text instead of
+            # forwarding it unexamined.
+            deltas = [TextDelta(RAW_KEY, record.raw.decode("utf-8", "replace"), ())]
+        else:
+            deltas = []
         placed = []
         for delta in deltas:
             keytext = self.keys.get(delta.key)
@@ -117,7 +127,8 @@ class StreamScanner:
         unreleased = kt.text[kt.released - kt.base :]
         if not unreleased:
             return
-        boundary = kt.end if final else kt.end - max(d.hold(unreleased) for d in self._hold_detectors)
+        hold = max((d.hold(unreleased) for d in self._hold_detectors), default=0)
+        boundary = kt.end if final else kt.end - hold
         if boundary <= kt.released:
             return
         hits = [h for h in scan_text(self.rules, unreleased, "assistant", "response")]
@@ -148,6 +159,8 @@ class StreamScanner:
         changed = False
         for key, start, end, locator in item.deltas:
             edited = _edited_slice(self.keys[key], start, end)
+            if edited is not None and key == RAW_KEY:
+                return edited.encode()
             if edited is not None:
                 set_path(item.payload, locator, edited)
                 changed = True

@@ -159,3 +159,18 @@ def test_property_planted_secrets_never_leak_and_clean_text_is_unchanged(parts, 
     for secret in secrets:
         expected = expected.replace(secret, "[TEST_SECRET]")
     assert text == expected
+
+
+def test_a_record_that_is_not_json_is_scanned_as_raw_text():
+    stream = openai_stream(["ok"]).replace(b"data: [DONE]\n\n", b"") + b"data: {\"truncated\": \"" + \
+        SECRET.encode()
+    out, _, s = run(REDACT, stream)
+    assert SECRET not in out.decode()
+    assert b"[TEST_SECRET]" in out and [h.rule.id for h in s.hits] == ["secret-redact"]
+
+
+def test_no_rules_releases_everything():
+    from extproc.policy.compile import CompiledPolicy  # noqa: F401
+    s = StreamScanner(OPENAI, "sse", (), 65536, "fail_closed")
+    stream = openai_stream(["a", "b"])
+    assert s.push(stream) + s.finish() == stream
