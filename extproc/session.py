@@ -39,6 +39,7 @@ class Session:
         self.response_rules: tuple = ()
         self.scanner: StreamScanner | None = None
         self.buffered_response = False
+        self.asked_for_usage = False
         self.started = time.monotonic()
         self.finished = False
 
@@ -65,6 +66,7 @@ class Session:
         self.finished = True
         if self.scanner is not None:
             self.verdict.hits.extend(self.scanner.hits)
+            self._record_usage(self.scanner.usage)
             if self.scanner.error is not None:
                 self._record_error(self.scanner.error, after_stream_start=True)
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
@@ -101,6 +103,8 @@ class Session:
         self.fields.update(model=parsed.model, stream=parsed.stream)
         self.response_rules = self.policy.rules_for("response", exchange)
         changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc, "request")
+        if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
+            self.asked_for_usage = changed = True
         if not changed:
             return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
                 else CONTINUE_REQUEST_BODY
@@ -138,7 +142,8 @@ class Session:
         framing = FRAMINGS.get(content_type)
         if framing is not None:
             self.scanner = StreamScanner(self.shape, framing, self.response_rules,
-                                         self.settings.max_stream_held_bytes, self.settings.on_stream_limit)
+                                         self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
+                                         self.settings.max_response_bytes, strip_usage=self.asked_for_usage)
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))
@@ -166,6 +171,7 @@ class Session:
         except orjson.JSONDecodeError:
             metrics.ERRORS.labels(kind="response_not_json").inc()
             return CONTINUE_RESPONSE_BODY
+        self._record_usage(self.shape.usage_of(doc))
         segments = self.shape.response_segments(doc)
         changed = self._apply_rules(self.response_rules, segments, doc, "response")
         annotate = [(self.settings.annotate_header, self._annotation())]
@@ -202,6 +208,10 @@ class Session:
         )
         if after_stream_start:
             self.fields["ended_stream_with_error"] = True
+
+    def _record_usage(self, usage: dict[str, int] | None) -> None:
+        if usage:
+            self.fields["usage"] = usage
 
     def _error_shape(self) -> Shape:
         return self.shape or shapes.all_shapes()["openai_chat"]

@@ -52,8 +52,12 @@ class _Pending:
 
 class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
-                 on_limit: str) -> None:
+                 on_limit: str, max_total: int | None = None, strip_usage: bool = False) -> None:
         self.shape = shape
+        self.max_total = max_total
+        self.total_bytes = 0
+        self.strip_usage = strip_usage  # we asked the upstream for usage: the client must not see it
+        self.usage: dict[str, int] = {}
         self.framer = framer_for(framing)
         self.rules = rules
         self.max_held = max_held
@@ -86,6 +90,7 @@ class StreamScanner:
             return self.shape.stream_error_event(exc.code, exc.message)
 
     def _take(self, records: list[Record], final: bool) -> bytes:
+        self._check_total(records)
         touched = set()
         for record in records:
             touched.update(self._append(record))
@@ -100,9 +105,20 @@ class StreamScanner:
             self._advance(self.keys[key], final)
         return self._emit()
 
+    def _check_total(self, records: list[Record]) -> None:
+        self.total_bytes += sum(len(r.raw) for r in records)
+        if self.max_total is not None and self.total_bytes > self.max_total and self.on_limit == "fail_closed":
+            raise PayloadTooLarge(f"streamed response is larger than {self.max_total} bytes",
+                                  code="response_too_large")
+
     def _append(self, record: Record) -> list[Any]:
         payload = self.shape.decode_record(record)
         if payload is not None:
+            usage = self.shape.usage_of(payload)
+            if usage:
+                self.usage.update(usage)
+                if self.strip_usage and self.shape.is_usage_only(payload):
+                    return []
             deltas = self.shape.stream_deltas(payload)
         elif record.data is not None and record.data != b"[DONE]":
             # Not JSON the shape can read (e.g. a truncated last record): scan its raw text instead of

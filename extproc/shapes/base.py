@@ -64,6 +64,20 @@ class Shape(ABC):
     def stream_error_event(self, code: str, message: str) -> bytes:
         """The record that ends a stream with an error in this API's streaming format."""
 
+    # ---- token usage (optional; shapes that report usage override these) ---------------------------------
+    def usage_of(self, payload: Any) -> dict[str, int] | None:
+        """`{"input_tokens": n, "output_tokens": m}` (either may be absent) reported by a response document
+        or streamed event, or None."""
+        return None
+
+    def ask_stream_usage(self, doc: Any) -> bool:
+        """Make a streaming request ask the upstream for usage; True if the document was changed."""
+        return False
+
+    def is_usage_only(self, payload: Any) -> bool:
+        """A streamed event that carries only usage (dropped from the client's stream if we asked for it)."""
+        return False
+
     def write_text(self, doc: Any, locator: tuple[Any, ...], text: str) -> None:
         """Write edited text back at a segment's locator."""
         set_path(doc, locator, text)

@@ -53,6 +53,25 @@ def _tool_call_segments(calls: Any, role: str, where: tuple[Any, ...]) -> list[S
     ]
 
 
+def openai_usage(payload: Any) -> dict[str, int] | None:
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    out = {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")}
+    return {k: v for k, v in out.items() if isinstance(v, int)} or None
+
+
+def ask_openai_stream_usage(doc: Any) -> bool:
+    """Add `stream_options.include_usage` to a streaming request that did not ask for it."""
+    if not isinstance(doc, dict) or doc.get("stream") is not True:
+        return False
+    options = doc.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
+
+
 def openai_error(status: int, code: str, message: str) -> bytes:
     error_type = {400: "invalid_request_error", 403: "policy_violation", 413: "invalid_request_error",
                   429: "rate_limit_error"}.get(status, "server_error")
@@ -103,6 +122,15 @@ class OpenAIChat(Shape):
                     deltas.append(TextDelta((index, field), text, ("choices", i, "delta", field)))
             deltas.extend(_tool_call_deltas(delta.get("tool_calls"), index, i))
         return deltas
+
+    def usage_of(self, payload: Any) -> dict[str, int] | None:
+        return openai_usage(payload)
+
+    def ask_stream_usage(self, doc: Any) -> bool:
+        return ask_openai_stream_usage(doc)
+
+    def is_usage_only(self, payload: Any) -> bool:
+        return isinstance(payload, dict) and payload.get("choices") == [] and "usage" in payload
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return openai_error(status, code, message)

@@ -197,3 +197,34 @@ def test_finish_emits_exactly_one_record():
     start(session, "hi")
     assert len(finish(session)) == 1
     assert finish(session) == []
+
+
+def test_stream_usage_is_requested_recorded_and_hidden_when_policy_tracks_usage():
+    from policies import policy as compile_policy
+    tracked = compile_policy("version: 1\nsettings: {track_stream_usage: true}\nrules:\n" +
+                             regex_rule("secret-redact", "redact", "response"))
+    session = Session(tracked)
+    session.handle(request_headers())
+    reply = session.handle(request_body(chat("hi", stream=True)))
+    sent = orjson.loads(reply.request_body.response.body_mutation.body)
+    assert sent["stream_options"] == {"include_usage": True}
+    session.handle(response_headers("text/event-stream"))
+    stream = openai_stream(["hello"]).replace(
+        b"data: [DONE]", b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\ndata: [DONE]')
+    r = session.handle(response_body(stream, True))
+    out = r.response_body.response.body_mutation.body
+    assert b"usage" not in out and openai_text(out) == "hello"
+    assert finish(session)[0]["usage"] == {"input_tokens": 5, "output_tokens": 2}
+
+
+def test_client_asked_usage_is_kept():
+    session = Session(REDACT_BOTH)
+    session.handle(request_headers())
+    doc = chat("hi", stream=True) | {"stream_options": {"include_usage": True}}
+    reply = session.handle(request_body(doc))
+    assert not reply.request_body.response.HasField("body_mutation")
+    session.handle(response_headers("text/event-stream"))
+    usage_event = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
+    r = session.handle(response_body(usage_event, True))
+    assert r.response_body.response.body_mutation.WhichOneof("mutation") is None
+    assert finish(session)[0]["usage"] == {"input_tokens": 5, "output_tokens": 2}

@@ -174,3 +174,11 @@ def test_no_rules_releases_everything():
     s = StreamScanner(OPENAI, "sse", (), 65536, "fail_closed")
     stream = openai_stream(["a", "b"])
     assert s.push(stream) + s.finish() == stream
+
+
+def test_response_size_cap_ends_the_stream_with_an_error_event():
+    s = StreamScanner(OPENAI, "sse", REDACT._by_direction["response"], 65536, "fail_closed", max_total=2048)
+    stream = openai_stream(["0123456789"] * 100)
+    out = s.push(stream)
+    assert openai_errors(out)[0]["code"] == "response_too_large"
+    assert s.error is not None and s.push(b"more") == b""
