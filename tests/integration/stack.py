@@ -36,6 +36,7 @@ class Stack:
     policy_text: str
     upstream_url: str
     message_timeout: str = "2s"
+    workers: int = 1
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> Stack:
@@ -45,7 +46,7 @@ class Stack:
         self.start_service()
         self.listen_port, self.admin_port = free_port(), free_port()
         ports = StackPorts(listen_port=self.listen_port, admin_port=self.admin_port,
-                           extproc_ports=[self.grpc_port], upstream=self.upstream_url,
+                           extproc_ports=[self.grpc_port + i for i in range(self.workers)], upstream=self.upstream_url,
                            message_timeout=self.message_timeout)
         config = os.path.join(self.workdir, "envoy.yaml")
         with open(config, "w") as handle:
@@ -58,10 +59,11 @@ class Stack:
     def start_service(self) -> None:
         argv = [sys.executable, "-m", "extproc", "serve", "--policy", self.policy_path,
                 "--listen", f"127.0.0.1:{self.grpc_port}", "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                "--drain-seconds", "10"]
+                "--drain-seconds", "10", "--workers", str(self.workers)]
         env = {**os.environ, "EXTPROC_HMAC_KEY": "test-key", "PYTHONUNBUFFERED": "1"}
         self.procs["service"] = self._spawn("service", argv, env)
-        wait_for_port(self.grpc_port, 30, self.procs["service"])
+        for i in range(self.workers):
+            wait_for_port(self.grpc_port + i, 30, self.procs["service"])
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(os.path.join(self.workdir, f"{name}.log"), "ab")
@@ -103,8 +105,8 @@ class Stack:
             time.sleep(0.02)
         raise AssertionError(f"expected {count} audit records, got {len(self.audit_records())}")
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+    def metrics(self, worker: int = 0) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + worker}/metrics", timeout=5) as reply:
             return reply.read().decode()
 
     def post(self, path: str, payload, headers: dict | None = None, raw: bytes | None = None) -> Reply:
@@ -116,7 +118,8 @@ class Stack:
         conn.close()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
 
-    def stream(self, path: str, payload, headers: dict | None = None) -> tuple[Reply, list[tuple[float, bytes]]]:
+    def stream(self, path: str, payload, headers: dict | None = None,
+               on_first_bytes=None) -> tuple[Reply, list[tuple[float, bytes]]]:
         """POST and read the body as it arrives: (reply, [(monotonic time, bytes), ...])."""
         conn = http.client.HTTPConnection("127.0.0.1", self.listen_port, timeout=30)
         conn.request("POST", path, body=json.dumps(payload).encode(),
@@ -128,6 +131,8 @@ class Stack:
             if not data:
                 break
             pieces.append((time.monotonic(), data))
+            if on_first_bytes is not None and len(pieces) == 1:
+                on_first_bytes()
         conn.close()
         body = b"".join(p for _, p in pieces)
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, body), pieces
