@@ -91,9 +91,10 @@ class StreamScanner:
 
     def _take(self, records: list[Record], final: bool) -> bytes:
         self._check_total(records)
-        touched = set()
+        touched: set[Any] = set()
+        closed: set[Any] = set()
         for record in records:
-            touched.update(self._append(record))
+            touched.update(self._append(record, closed))
         if final:
             touched = set(self.keys)
         elif self.held_bytes + self.framer.pending > self.max_held:
@@ -101,8 +102,8 @@ class StreamScanner:
                 raise PayloadTooLarge(f"stream held more than {self.max_held} bytes awaiting a decision",
                                       code="stream_hold_limit")
             touched, final = set(self.keys), True
-        for key in touched:
-            self._advance(self.keys[key], final)
+        for key in touched | closed:
+            self._advance(self.keys[key], final or key in closed)
         return self._emit()
 
     def _check_total(self, records: list[Record]) -> None:
@@ -111,7 +112,7 @@ class StreamScanner:
             raise PayloadTooLarge(f"streamed response is larger than {self.max_total} bytes",
                                   code="response_too_large")
 
-    def _append(self, record: Record) -> list[Any]:
+    def _append(self, record: Record, closed: set[Any]) -> list[Any]:
         payload = self.shape.decode_record(record)
         if payload is not None:
             usage = self.shape.usage_of(payload)
@@ -120,12 +121,15 @@ class StreamScanner:
                 if self.strip_usage and self.shape.is_usage_only(payload):
                     return []
             deltas = self.shape.stream_deltas(payload)
+            self._note_closed(payload, deltas, closed)
         elif record.data is not None and record.data != b"[DONE]":
             # Not JSON the shape can read (e.g. a truncated last record): scan its raw text instead of
             # forwarding it unexamined.
             deltas = [TextDelta(RAW_KEY, record.raw.decode("utf-8", "replace"), ())]
         else:
             deltas = []
+            if record.data == b"[DONE]":
+                closed.update(self.keys)
         placed = []
         for delta in deltas:
             keytext = self.keys.get(delta.key)
@@ -137,6 +141,13 @@ class StreamScanner:
         self.pending.append(_Pending(record, payload, placed))
         self.held_bytes += len(record.raw)
         return [d.key for d in deltas]
+
+    def _note_closed(self, payload: Any, deltas: list[TextDelta], closed: set[Any]) -> None:
+        keys = set(self.keys) | {d.key for d in deltas}
+        for key in self.shape.closed_keys(payload, keys):
+            if key not in self.keys:
+                self.keys[key] = _KeyText()
+            closed.add(key)
 
     def _advance(self, kt: _KeyText, final: bool) -> None:
         """Move `kt.released` forward as far as is safe, recording the matches that became final."""

@@ -10,6 +10,7 @@ Errors are `{"type": "error", "error": {"type": ..., "message": ...}}`; in a str
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -79,6 +80,15 @@ class AnthropicMessages(Shape):
             return [TextDelta(("message_start", *s.locator), s.text, ("message", *s.locator))
                     for s in self.response_segments(payload["message"]) if s.text]
         return []
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind in ("message_delta", "message_stop"):
+            return list(keys)
+        if kind != "content_block_stop":
+            return []
+        index = payload.get("index")
+        return [k for k in keys if k == index or (isinstance(k, tuple) and len(k) > 1 and k[1] == index)]
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         """Usage of a response, `message_start` (input) or `message_delta` (cumulative output). Cache reads

@@ -11,10 +11,12 @@ Locators are paths into the parsed JSON document, e.g. `("messages", 2, "content
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import orjson
 
+from extproc.errors import MalformedRequest
 from extproc.framing import Record
 from extproc.model import ParsedRequest, Segment, TextDelta
 
@@ -64,6 +66,11 @@ class Shape(ABC):
     def stream_error_event(self, code: str, message: str) -> bytes:
         """The record that ends a stream with an error in this API's streaming format."""
 
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        """Of the stream's delta `keys`, those this event ends (no more text will come for them), so their
+        held tail can be released without waiting for the end of the stream."""
+        return []
+
     # ---- token usage (optional; shapes that report usage override these) ---------------------------------
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         """`{"input_tokens": n, "output_tokens": m}` (either may be absent) reported by a response document
@@ -96,3 +103,23 @@ def get_path(doc: Any, locator: tuple[Any, ...]) -> Any:
     for step in locator:
         target = target[step]
     return target
+
+
+def optional_string(doc: dict[str, Any], field: str) -> str | None:
+    value = doc.get(field)
+    if value is not None and not isinstance(value, str):
+        raise MalformedRequest(f"`{field}` must be a string")
+    return value
+
+
+def build_request(doc: dict[str, Any], segments: list[Segment],
+                  stream_default: bool = False) -> ParsedRequest:
+    """A ParsedRequest with the checked `model`, `stream` (absent or null => `stream_default`) and `tools`."""
+    stream = doc.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise MalformedRequest("`stream` must be a boolean")
+    tools = doc.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise MalformedRequest("`tools` must be an array of objects")
+    return ParsedRequest(doc, segments, optional_string(doc, "model"),
+                         stream_default if stream is None else stream, tools or [])

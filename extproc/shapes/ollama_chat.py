@@ -10,6 +10,7 @@ stream as one more line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -73,6 +74,9 @@ class OllamaChat(Shape):
                 deltas.append(TextDelta(("tool", _call_index(message, call), *path), s.text, s.locator))
         return deltas
 
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        return ollama_closed_keys(payload, keys)
+
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         return ollama_usage(payload)
 
@@ -81,6 +85,17 @@ class OllamaChat(Shape):
 
     def stream_error_event(self, code: str, message: str) -> bytes:
         return ollama_error(message) + b"\n"
+
+
+def ollama_closed_keys(payload: Any, keys: Iterable[Any]) -> list[Any]:
+    """`done: true` ends every key; answer text after thinking ends the thinking."""
+    if not isinstance(payload, dict):
+        return []
+    if payload.get("done") is True:
+        return list(keys)
+    body = payload.get("message") if isinstance(payload.get("message"), dict) else payload
+    answering = bool(body.get("content") or body.get("response")) and not body.get("thinking")
+    return [k for k in keys if k == "thinking"] if answering else []
 
 
 def _request_segments(messages: Any) -> list[Segment]:

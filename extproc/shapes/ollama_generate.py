@@ -5,12 +5,13 @@ absent => true): NDJSON lines with `response` deltas, the last `done: true` with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
 from extproc.shapes.base import Shape
-from extproc.shapes.ollama_chat import ollama_error, ollama_usage
+from extproc.shapes.ollama_chat import ollama_closed_keys, ollama_error, ollama_usage
 from extproc.shapes.openai_completions import build_request, optional_string, request_object
 
 _REQUEST_FIELDS = (("system", "system"), ("prompt", "user"), ("suffix", "user"))
@@ -34,6 +35,9 @@ class OllamaGenerate(Shape):
 
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
         return [TextDelta(field, text, (field,)) for field, text in _texts(payload) if text]
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        return ollama_closed_keys(payload, keys)
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         return ollama_usage(payload)

@@ -3,6 +3,7 @@ Ollama's OpenAI-compatible endpoint. Streams are SSE `data: {chunk}` records end
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ import orjson
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
-from extproc.shapes.base import Shape
+from extproc.shapes.base import Shape, build_request
 
 
 def message_segments(messages: Any, field: str = "messages") -> list[Segment]:
@@ -28,7 +29,7 @@ def message_segments(messages: Any, field: str = "messages") -> list[Segment]:
     return segments
 
 
-def _content_segments(content: Any, role: str, where: tuple[Any, ...]) -> list[Segment]:
+def _content_segments(content: Any, role: str, where: tuple[Any, ...], strict: bool = True) -> list[Segment]:
     if isinstance(content, str):
         return [Segment(content, role, where)]
     if isinstance(content, list):
@@ -37,7 +38,7 @@ def _content_segments(content: Any, role: str, where: tuple[Any, ...]) -> list[S
             for j, part in enumerate(content)
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         ]
-    if content is not None:
+    if content is not None and strict:
         raise MalformedRequest(f"`{'.'.join(map(str, where))}` must be a string or an array of parts")
     return []
 
@@ -51,6 +52,11 @@ def _tool_call_segments(calls: Any, role: str, where: tuple[Any, ...]) -> list[S
         if isinstance(call, dict) and isinstance(call.get("function"), dict)
         and isinstance(call["function"].get("arguments"), str)
     ]
+
+
+def _choices(payload: Any) -> list[dict[str, Any]]:
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
 
 
 def openai_usage(payload: Any) -> dict[str, int] | None:
@@ -87,41 +93,39 @@ class OpenAIChat(Shape):
     def parse_request(self, doc: Any) -> ParsedRequest:
         if not isinstance(doc, dict):
             raise MalformedRequest("request body must be a JSON object")
-        segments = message_segments(doc.get("messages"))
-        model = doc.get("model")
-        tools = doc.get("tools")
-        return ParsedRequest(doc, segments, model if isinstance(model, str) else None,
-                             doc.get("stream") is True, tools if isinstance(tools, list) else [])
+        return build_request(doc, message_segments(doc.get("messages")))
 
     def response_segments(self, doc: Any) -> list[Segment]:
         choices = doc.get("choices") if isinstance(doc, dict) else None
-        if not isinstance(choices, list):
-            return []
         segments: list[Segment] = []
-        for i, choice in enumerate(choices):
+        for i, choice in enumerate(choices if isinstance(choices, list) else ()):
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
-                segments.extend(_content_segments(message.get("content"), "assistant", ("choices", i, "message", "content")))
+                segments.extend(_content_segments(message.get("content"), "assistant",
+                                                    ("choices", i, "message", "content"), strict=False))
                 segments.extend(_tool_call_segments(message.get("tool_calls"), "assistant",
                                                     ("choices", i, "message", "tool_calls")))
         return segments
 
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
-        choices = payload.get("choices") if isinstance(payload, dict) else None
-        if not choices:
-            return []
         deltas: list[TextDelta] = []
-        for i, choice in enumerate(choices):
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        for i, choice in enumerate(choices if isinstance(choices, list) else ()):
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
                 continue
             index = choice.get("index", i)
+            index = index if isinstance(index, int) else i
             for field in ("content", "reasoning_content", "refusal"):
                 text = delta.get(field)
                 if isinstance(text, str) and text:
                     deltas.append(TextDelta((index, field), text, ("choices", i, "delta", field)))
             deltas.extend(_tool_call_deltas(delta.get("tool_calls"), index, i))
         return deltas
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        finished = {c.get("index", i) for i, c in enumerate(_choices(payload)) if c.get("finish_reason")}
+        return [k for k in keys if isinstance(k, tuple) and k and k[0] in finished]
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         return openai_usage(payload)
@@ -147,7 +151,8 @@ def _tool_call_deltas(calls: Any, index: int, position: int) -> list[TextDelta]:
         function = call.get("function") if isinstance(call, dict) else None
         arguments = function.get("arguments") if isinstance(function, dict) else None
         if isinstance(arguments, str) and arguments:
-            key = (index, "tool", call.get("index", j))
+            call_index = call.get("index", j)
+            key = (index, "tool", call_index if isinstance(call_index, int) else j)
             deltas.append(TextDelta(key, arguments, ("choices", position, "delta", "tool_calls", j, "function",
                                                      "arguments")))
     return deltas

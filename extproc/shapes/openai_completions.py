@@ -7,12 +7,13 @@ The request helpers at the top are shared by the other shape modules of this pac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
-from extproc.shapes.base import Shape
+from extproc.shapes.base import Shape, build_request, optional_string  # noqa: F401 (re-exported)
 from extproc.shapes.openai_chat import ask_openai_stream_usage, openai_error, openai_usage
 
 
@@ -21,26 +22,6 @@ def request_object(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise MalformedRequest("request body must be a JSON object")
     return doc
-
-
-def optional_string(doc: dict[str, Any], field: str) -> str | None:
-    value = doc.get(field)
-    if value is not None and not isinstance(value, str):
-        raise MalformedRequest(f"`{field}` must be a string")
-    return value
-
-
-def build_request(doc: dict[str, Any], segments: list[Segment],
-                  stream_default: bool = False) -> ParsedRequest:
-    """A ParsedRequest with the checked `model`, `stream` (absent or null => `stream_default`) and `tools`."""
-    stream = doc.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise MalformedRequest("`stream` must be a boolean")
-    tools = doc.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise MalformedRequest("`tools` must be an array of objects")
-    return ParsedRequest(doc, segments, optional_string(doc, "model"),
-                         stream_default if stream is None else stream, tools or [])
 
 
 def text_or_texts(doc: dict[str, Any], field: str, role: str, required: bool = False) -> list[Segment]:
@@ -120,6 +101,12 @@ class OpenAICompletions(Shape):
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
         return [TextDelta(index, text, ("choices", i, "text"))
                 for i, index, text in _choice_texts(payload) if text]
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        done = {c.get("index", i) for i, c in enumerate(choices) if isinstance(c, dict) and c.get("finish_reason")} \
+            if isinstance(choices, list) else set()
+        return [k for k in keys if k in done]
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         return openai_usage(payload)

@@ -12,6 +12,7 @@ like the deltas instead of leaking the text the deltas had redacted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -102,6 +103,19 @@ class OpenAIResponses(Shape):
             return [Segment(s.text, s.role, ("response", *s.locator))
                     for s in self.response_segments(payload["response"])]
         return []
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if not isinstance(kind, str):
+            return []
+        if kind in ("response.completed", "response.failed", "response.incomplete"):
+            return list(keys)
+        finals = [k for k in keys if isinstance(k, tuple) and k and k[0] == "final"]
+        if not kind.endswith(".done"):
+            return finals
+        output = payload.get("output_index")
+        return finals + [k for k in keys if isinstance(k, tuple) and len(k) >= 2 and k[0] != "final"
+                         and (k[0] == output if not isinstance(k[0], str) else k[1] == output)]
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         """Usage of a response, or of the response inside `response.completed` (incomplete, failed)."""

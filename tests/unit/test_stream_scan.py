@@ -119,7 +119,7 @@ def test_chunk_invariance_whole_per_byte_and_random():
 
 def test_two_choices_are_scanned_independently():
     s = scanner(REDACT)
-    a = openai_stream(["a: ", SECRET[:9]], index=0).split(b"data: [DONE]")[0]
+    a = b"".join(openai_stream(["a: ", SECRET[:9]], index=0).split(b"\n\n")[i] + b"\n\n" for i in range(3))
     b = openai_stream(["b: clean"], index=1).split(b"data: [DONE]")[0]
     c = openai_stream([SECRET[9:], " end"], index=0)
     out = s.push(a) + s.push(b) + s.finish(c)
@@ -182,3 +182,12 @@ def test_response_size_cap_ends_the_stream_with_an_error_event():
     out = s.push(stream)
     assert openai_errors(out)[0]["code"] == "response_too_large"
     assert s.error is not None and s.push(b"more") == b""
+
+
+def test_a_finished_choice_releases_its_held_tail_before_the_stream_ends():
+    records = [r + b"\n\n" for r in openai_stream(["all clean text ending in sk"]).split(b"\n\n") if r]
+    s = scanner(REDACT)
+    out = b"".join(s.push(r) for r in records[:2])
+    assert openai_text(out) == ""  # the text could still continue into a match: held
+    out += s.push(records[2])  # finish_reason: this choice will get no more text
+    assert openai_text(out) == "all clean text ending in sk"
