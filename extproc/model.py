@@ -31,6 +31,9 @@ class Finding:
     start: int
     end: int
     score: float = 1.0
+    # What a redact action writes instead of the match, when the detector knows better than the rule's
+    # placeholder (e.g. a neutralised link keeps its text but loses its target).
+    replacement: str | None = None
 
 
 @dataclass(slots=True)

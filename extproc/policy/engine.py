@@ -103,7 +103,9 @@ def raise_if_denied(hits: list[Hit]) -> None:
 def redaction_spans(hits: list[Hit]) -> list[Span]:
     """Spans for the enforced redact hits of one piece of text."""
     return [
-        Span(h.finding.start, h.finding.end, replacement_for(h.rule.redaction, h.finding.label, h.value))
+        Span(h.finding.start, h.finding.end,
+             h.finding.replacement if h.finding.replacement is not None
+             else replacement_for(h.rule.redaction, h.finding.label, h.value))
         for h in hits
         if h.rule.enforced and h.rule.action == "redact"
     ]
