@@ -17,6 +17,7 @@ from extproc import audit, envoy, logs, metrics, pb, shapes
 from extproc.errors import GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable
 from extproc.policy.compile import CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
+from extproc.normalize import Budget
 from extproc.redact import apply_spans, merge_spans
 from extproc.shapes.base import Shape
 from extproc.stream_scan import StreamScanner
@@ -40,6 +41,7 @@ class Session:
         self.scanner: StreamScanner | None = None
         self.buffered_response = False
         self.asked_for_usage = False
+        self.budget = Budget()  # normalisation work allowed for this whole exchange
         self.started = time.monotonic()
         self.finished = False
 
@@ -114,7 +116,7 @@ class Session:
 
     def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
         """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
-        found = scan_segments(rules, segments, direction)
+        found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize)
         hits = [hit for _, hit in found]
         self.verdict.hits.extend(hits)
         raise_if_denied(hits)
@@ -143,7 +145,8 @@ class Session:
         if framing is not None:
             self.scanner = StreamScanner(self.shape, framing, self.response_rules,
                                          self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
-                                         self.settings.max_response_bytes, strip_usage=self.asked_for_usage)
+                                         self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
+                                         normalized=self.settings.normalize)
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))

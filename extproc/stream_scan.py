@@ -21,10 +21,14 @@ from extproc.framing import Record, framer_for
 from extproc.policy.compile import CompiledRule
 from extproc.policy.engine import Hit, raise_if_denied, redaction_spans, scan_text
 from extproc.redact import Span, merge_spans
+from extproc.detectors.hold import hold_run
 from extproc.model import TextDelta
+from extproc.normalize import Budget, fold
 from extproc.shapes.base import Shape, set_path
 
 RAW_KEY = "__raw_record__"
+ENCODED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-%")
+MAX_ENCODED_HOLD = 4097
 
 
 class _KeyText:
@@ -52,8 +56,11 @@ class _Pending:
 
 class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
-                 on_limit: str, max_total: int | None = None, strip_usage: bool = False) -> None:
+                 on_limit: str, max_total: int | None = None, strip_usage: bool = False,
+                 normalized: bool = True) -> None:
         self.shape = shape
+        self.normalized = normalized
+        self.budget = Budget(max_attempts=4096)  # the tail is rescanned: allow more decode attempts
         self.max_total = max_total
         self.total_bytes = 0
         self.strip_usage = strip_usage  # we asked the upstream for usage: the client must not see it
@@ -154,15 +161,29 @@ class StreamScanner:
         unreleased = kt.text[kt.released - kt.base :]
         if not unreleased:
             return
-        hold = max((d.hold(unreleased) for d in self._hold_detectors), default=0)
-        boundary = kt.end if final else kt.end - hold
+        boundary = kt.end if final else kt.released + self._safe_prefix(unreleased)
         if boundary <= kt.released:
             return
-        hits = [h for h in scan_text(self.rules, unreleased, "assistant", "response")]
+        hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized)
         boundary = _pull_back(boundary, hits, kt.released)
         settled = [h for h in hits if kt.released + h.finding.end <= boundary]
         self._settle(kt, settled)
         kt.released = boundary
+
+    def _safe_prefix(self, unreleased: str) -> int:
+        """How many leading characters of the unreleased text no future match can cover.
+
+        Detectors see normalised text, so their hold is computed on the folded text and mapped back; a trailing
+        run of base64/hex/percent characters is held too, as it may grow into an encoded blob."""
+        if not self.normalized:
+            return len(unreleased) - max((d.hold(unreleased) for d in self._hold_detectors), default=0)
+        folded = fold(unreleased)
+        text = folded.text
+        hold = max((d.hold(text) for d in self._hold_detectors), default=0)
+        hold = max(hold, hold_run(text, ENCODED_CHARS, MAX_ENCODED_HOLD))
+        if hold == 0:
+            return len(unreleased)
+        return folded.to_original(len(text) - hold, len(text))[0]
 
     def _settle(self, kt: _KeyText, hits: list[Hit]) -> None:
         self.hits.extend(hits)

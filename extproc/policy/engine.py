@@ -7,12 +7,15 @@ with a finding.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from extproc import metrics
 from extproc.errors import PolicyDenied, PolicyUnavailable
 from extproc.model import Finding, Segment
+from extproc.normalize import Budget, normalize
 from extproc.policy.compile import CompiledRule
 from extproc.redact import Span, replacement_for
 
@@ -66,28 +69,56 @@ def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
         metrics.DETECTOR_SECONDS.labels(detector=detector.name).observe(time.perf_counter() - started)
 
 
-def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: str) -> list[Hit]:
+View = tuple[str, Callable[[int, int], tuple[int, int]] | None]
+
+
+def views_of(text: str, budget: Budget | None) -> list[View]:
+    """What detectors scan: the normalised text (NFKC, invisible characters removed, look-alikes folded) and
+    each decoded base64/URL/hex/tag segment, with a map back to original offsets."""
+    norm = normalize(text, budget)
+    views: list[View] = [(norm.text, None if norm.text == text else norm.to_original)]
+    for decoded in norm.decoded:
+        span = (decoded.original_start, decoded.original_end)
+        views.append((decoded.text, lambda _s, _e, span=span: span))
+    return views
+
+
+def find_in_views(rule: CompiledRule, views: list[View]) -> list[Finding]:
+    found: dict[tuple[str, int, int], Finding] = {}
+    for scanned, to_original in views:
+        for finding in run_detector(rule, scanned):
+            if to_original is not None:
+                start, end = to_original(finding.start, finding.end)
+                finding = dataclasses.replace(finding, start=start, end=end)
+            key = (finding.label, finding.start, finding.end)
+            if key not in found or found[key].score < finding.score:
+                found[key] = finding
+    return sorted(found.values(), key=lambda f: (f.start, f.end))
+
+
+def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: str,
+              budget: Budget | None = None, normalized: bool = True) -> list[Hit]:
     """All hits of `rules` in one piece of text; rules sharing a detector instance run it once."""
     hits: list[Hit] = []
     cache: dict[int, list[Finding]] = {}
+    views = views_of(text, budget) if normalized else [(text, None)]
     for rule in rules:
         if not rule.scans_role(role):
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = run_detector(rule, text)
+            cache[key] = find_in_views(rule, views)
         for finding in cache[key]:
             if finding.score >= rule.min_score:
                 hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))
     return hits
 
 
-def scan_segments(
-    rules: tuple[CompiledRule, ...], segments: list[Segment], direction: str
-) -> list[tuple[int, Hit]]:
+def scan_segments(rules: tuple[CompiledRule, ...], segments: list[Segment], direction: str,
+                  budget: Budget | None = None, normalized: bool = True) -> list[tuple[int, Hit]]:
     found: list[tuple[int, Hit]] = []
     for index, segment in enumerate(segments):
-        for hit in scan_text(rules, segment.text, segment.role, direction):
+        for hit in scan_text(rules, segment.text, segment.role, direction, budget, normalized):
             found.append((index, hit))
     return found
 

@@ -58,6 +58,9 @@ class Settings(Strict):
     max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_stream_held_bytes: int = Field(64 * 1024, ge=1024)
     on_stream_limit: OnError = "fail_closed"
+    normalize: bool = Field(
+        True, description="before every detector: NFKC, invisible/tag characters removed, look-alikes folded, "
+        "embedded base64/URL/hex decoded (bounded per request)")
     track_stream_usage: bool = Field(
         False, description="ask OpenAI-style streams for usage (stream_options.include_usage) and hide it "
         "from clients that did not ask; usage is recorded in the audit record")

@@ -228,3 +228,26 @@ def test_client_asked_usage_is_kept():
     r = session.handle(response_body(usage_event, True))
     assert r.response_body.response.body_mutation.WhichOneof("mutation") is None
     assert finish(session)[0]["usage"] == {"input_tokens": 5, "output_tokens": 2}
+
+
+@pytest.mark.parametrize("disguise", [
+    lambda s: "\u200b".join(s),                                     # zero-width spaces between characters
+    lambda s: s.translate({ord(c): ord(c) + 0xFEE0 for c in "sk-"}),  # fullwidth prefix
+    lambda s: __import__("base64").b64encode(s.encode()).decode(),   # base64-encoded
+])
+def test_normalisation_sees_through_disguised_secrets(disguise):
+    reply = start(Session(DENY_REQUEST), f"here: {disguise(SECRET)} ok")
+    assert reply.immediate_response.status.code == 403
+
+
+def test_normalisation_can_be_switched_off():
+    from policies import policy as compile_policy
+    plain = compile_policy("version: 1\nsettings: {normalize: false}\nrules:\n" + regex_rule("d", "deny", "request"))
+    reply = start(Session(plain), "here: " + "\u200b".join(SECRET))
+    assert reply.WhichOneof("response") == "request_body"
+
+
+def test_redaction_of_a_disguised_secret_replaces_the_original_characters():
+    reply = start(Session(REDACT_BOTH), "a " + "\u200b".join(SECRET) + " b")
+    doc = orjson.loads(reply.request_body.response.body_mutation.body)
+    assert doc["messages"][0]["content"] == "a [TEST_SECRET] b"

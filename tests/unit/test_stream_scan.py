@@ -191,3 +191,18 @@ def test_a_finished_choice_releases_its_held_tail_before_the_stream_ends():
     assert openai_text(out) == ""  # the text could still continue into a match: held
     out += s.push(records[2])  # finish_reason: this choice will get no more text
     assert openai_text(out) == "all clean text ending in sk"
+
+
+def test_a_streamed_secret_disguised_with_zero_width_characters_is_redacted():
+    disguised = "\u200b".join(SECRET)
+    stream = openai_stream(["key: ", disguised[:20], disguised[20:], " end"])
+    out, _, _ = run(REDACT, stream, [stream[i:i + 40] for i in range(0, len(stream), 40)])
+    assert openai_text(out) == "key: [TEST_SECRET] end"
+
+
+def test_a_streamed_base64_encoded_secret_is_redacted_as_a_whole():
+    import base64
+    blob = base64.b64encode(SECRET.encode()).decode()
+    stream = openai_stream(["data ", blob[:10], blob[10:25], blob[25:], " end"])
+    out, _, _ = run(REDACT, stream)
+    assert openai_text(out) == "data [TEST_SECRET] end"
