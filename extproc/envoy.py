@@ -91,6 +91,18 @@ def pass_through_mode() -> pb.ProcessingMode:
     return pb.ProcessingMode(request_body_mode=NONE, response_header_mode=SKIP, response_body_mode=NONE)
 
 
+def phases_mode(request_body: bool, response: bool) -> pb.ProcessingMode:
+    """From the request-headers phase: which later phases Envoy should still send (both body modes are
+    always taken from an override, so both are set)."""
+    mode = pb.ProcessingMode(request_body_mode=BUFFERED if request_body else NONE)
+    if response:
+        mode.response_body_mode = STREAMED  # the response-headers reply then picks the real mode
+    else:
+        mode.response_header_mode = SKIP
+        mode.response_body_mode = NONE
+    return mode
+
+
 def header_map(headers: Any) -> dict[str, str]:
     """HeaderMap -> dict with lower-case keys (Envoy sends values in raw_value)."""
     out: dict[str, str] = {}

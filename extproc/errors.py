@@ -4,6 +4,7 @@
     ├── MalformedRequest         400 invalid_request   body is not JSON / not the API's shape
     ├── PolicyDenied             403 policy_violation  a rule with action deny matched
     ├── PayloadTooLarge          413 payload_too_large body or stream over a configured limit
+    ├── UnsupportedEncoding      415 unsupported_content_encoding  a compressed (content-encoded) request body
     ├── BudgetExceeded           429 budget_exceeded   a token budget is used up
     └── PolicyUnavailable        503 policy_error      a detector failed and its rule fails closed
 
@@ -41,6 +42,14 @@ class PolicyDenied(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
+    error_type = "invalid_request_error"
+
+
+class UnsupportedEncoding(GatewayError):
+    """The gateway reads request bodies as sent; a compressed body could not be inspected, so it is refused."""
+
+    status = 415
+    code = "unsupported_content_encoding"
     error_type = "invalid_request_error"
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from extproc import audit, envoy, logs, metrics, pb, shapes
-from extproc.errors import GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable
+from extproc.errors import (GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable,
+                            UnsupportedEncoding)
 from extproc.policy.compile import CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
 from extproc.normalize import Budget
@@ -26,7 +27,8 @@ _log = logs.get("extproc.session")
 CONTINUE_REQUEST_BODY = envoy.body_reply("request")
 CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
-DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject"}
+DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject",
+                     UnsupportedEncoding: "reject"}
 
 
 class Session:
@@ -87,9 +89,31 @@ class Session:
             self.fields["decision"] = "pass"
             return envoy.headers_reply("request", mode=envoy.pass_through_mode())
         self.fields["shape"] = self.shape.name
+        if self.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+            raise UnsupportedEncoding("compressed request bodies cannot be inspected; send them uncompressed "
+                                      "(content-encoding: identity)")
         if msg.end_of_stream:
             raise MalformedRequest("the request has no body")
-        return envoy.headers_reply("request", set_headers=[("accept-encoding", "identity")])
+        return envoy.headers_reply("request", set_headers=[("accept-encoding", "identity")],
+                                   mode=self._skip_unneeded_phases(path))
+
+    def _skip_unneeded_phases(self, path: str) -> pb.ProcessingMode | None:
+        """Each ext_proc message costs ~100 µs: when no rule can apply to a direction (whatever the model),
+        tell Envoy not to send its phases. Usage tracking needs the request body."""
+        assert self.shape is not None
+        exchange = Exchange(path.split("?")[0], self.shape.name, None, self.headers)
+        response_rules = self.policy.rules_for("response", exchange, model_known=False)
+        # The body names the model: rules scoped by model need it, and usage tracking may rewrite it.
+        request = bool(self.policy.rules_for("request", exchange, model_known=False)) \
+            or self.settings.track_stream_usage or any(not rule.models.any for rule in response_rules)
+        response = bool(response_rules)
+        if request and response:
+            return None
+        if not request:
+            self.response_rules = response_rules
+        self.fields["skipped_phases"] = [d for d, needed in (("request", request), ("response", response))
+                                         if not needed]
+        return envoy.phases_mode(request_body=request, response=response)
 
     def _on_request_body(self, msg: Any) -> pb.ProcessingResponse:
         assert self.shape is not None
@@ -110,7 +134,7 @@ class Session:
         if not changed:
             return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
                 else CONTINUE_REQUEST_BODY
-        new_body = orjson.dumps(doc)
+        new_body = _dumps(doc, MalformedRequest("request body is nested too deeply to be rewritten"))
         return envoy.body_reply("request", body=new_body, set_headers=[("content-length", str(len(new_body)))],
                                 metadata=self._metadata())
 
@@ -180,7 +204,8 @@ class Session:
         annotate = [(self.settings.annotate_header, self._annotation())]
         if not changed:
             return envoy.body_reply("response", set_headers=annotate, metadata=self._metadata())
-        new_body = orjson.dumps(doc)
+        new_body = _dumps(doc, PolicyUnavailable("response body is nested too deeply to be rewritten",
+                                                 code="response_unrewritable"))
         return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
                                 set_headers=[*annotate, ("content-length", str(len(new_body)))])
 
@@ -195,7 +220,7 @@ class Session:
     def _refuse(self, exc: GatewayError, kind: str | None) -> pb.ProcessingResponse:
         if kind == "response_body" and self.scanner is not None:
             self._record_error(exc, after_stream_start=True)
-            return envoy.body_reply("response", body=self._error_shape().stream_error_event(exc.code, exc.message))
+            return envoy.body_reply("response", body=self.scanner.abort(exc))  # nothing held or later follows
         if kind in ("request_trailers", "response_trailers"):
             return envoy.trailers_reply("request" if kind == "request_trailers" else "response")
         self._record_error(exc, after_stream_start=False)
@@ -231,6 +256,15 @@ class Session:
         return {"decision": self.fields.get("decision") or self.verdict.decision,
                 "rules": ",".join(self.verdict.rule_ids()), "shape": self.fields.get("shape", ""),
                 "model": self.fields.get("model") or "", "policy": self.fields["policy"]}
+
+
+def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
+    """Serialise a rewritten document. orjson reads 1024 levels of nesting but writes only 254: a deeper
+    document that had to change cannot be sent on, so it is refused with `too_deep`."""
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        raise too_deep from None
 
 
 def _where(exc: BaseException) -> str:

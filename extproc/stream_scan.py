@@ -74,7 +74,9 @@ class StreamScanner:
         self.held_bytes = 0
         self.hits: list[Hit] = []
         self.error: GatewayError | None = None  # set when the stream was ended with an error event
-        self._hold_detectors = {id(r.detector): r.detector for r in rules}.values()
+        # Monitor and annotate rules never change text, so they do not delay the stream; they see the text
+        # as it is released.
+        self._hold_detectors = {id(r.detector): r.detector for r in rules if r.changes_text}.values()
 
     def push(self, chunk: bytes) -> bytes:
         """Feed one upstream chunk; return the bytes that may go to the client now."""
@@ -88,13 +90,17 @@ class StreamScanner:
             return b""
         return self._guarded(lambda: self._take(self.framer.feed(chunk) + self.framer.flush(), final=True))
 
+    def abort(self, exc: GatewayError) -> bytes:
+        """End the stream with `exc`: drop everything held, release nothing more, return the error event."""
+        self.error = exc
+        self.pending.clear()
+        return self.shape.stream_error_event(exc.code, exc.message)
+
     def _guarded(self, step: Any) -> bytes:
         try:
             return step()
         except GatewayError as exc:
-            self.error = exc
-            self.pending.clear()
-            return self.shape.stream_error_event(exc.code, exc.message)
+            return self.abort(exc)
 
     def _take(self, records: list[Record], final: bool) -> bytes:
         self._check_total(records)
@@ -165,7 +171,7 @@ class StreamScanner:
         if boundary <= kt.released:
             return
         hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized)
-        boundary = _pull_back(boundary, hits, kt.released)
+        boundary = _pull_back(boundary, [h for h in hits if h.rule.changes_text], kt.released)
         settled = [h for h in hits if kt.released + h.finding.end <= boundary]
         self._settle(kt, settled)
         kt.released = boundary
@@ -175,6 +181,8 @@ class StreamScanner:
 
         Detectors see normalised text, so their hold is computed on the folded text and mapped back; a trailing
         run of base64/hex/percent characters is held too, as it may grow into an encoded blob."""
+        if not self._hold_detectors:
+            return len(unreleased)
         if not self.normalized:
             return len(unreleased) - max((d.hold(unreleased) for d in self._hold_detectors), default=0)
         folded = fold(unreleased)

@@ -69,10 +69,15 @@ class CompiledRule:
     def enforced(self) -> bool:
         return self.mode == "enforce"
 
-    def applies_to(self, exchange: Exchange) -> bool:
+    @property
+    def changes_text(self) -> bool:
+        """Only enforced deny/redact rules change what the client gets; streams hold text back for them."""
+        return self.enforced and self.action in ("deny", "redact")
+
+    def applies_to(self, exchange: Exchange, model_known: bool = True) -> bool:
         return (
             self.paths(exchange.path)
-            and self.models(exchange.model)
+            and (not model_known or self.models(exchange.model))
             and (not self.shapes or exchange.shape in self.shapes)
             and all(glob(exchange.headers.get(name)) for name, glob in self.headers)
         )
@@ -88,8 +93,10 @@ class CompiledPolicy:
     digest: str
     _by_direction: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
 
-    def rules_for(self, direction: str, exchange: Exchange) -> tuple[CompiledRule, ...]:
-        return tuple(r for r in self._by_direction[direction] if r.applies_to(exchange))
+    def rules_for(self, direction: str, exchange: Exchange, model_known: bool = True) -> tuple[CompiledRule, ...]:
+        """Rules of `direction` matching `exchange`; with model_known=False (request headers, before the body
+        names the model) a rule's model condition is treated as matching."""
+        return tuple(r for r in self._by_direction[direction] if r.applies_to(exchange, model_known))
 
     def has_rules(self, direction: str) -> bool:
         return bool(self._by_direction[direction])

@@ -105,6 +105,16 @@ class Stack:
             time.sleep(0.02)
         raise AssertionError(f"expected {count} audit records, got {len(self.audit_records())}")
 
+    def audit_for(self, request_id: str, timeout: float = 10.0) -> dict:
+        """The audit record of the exchange sent with `x-request-id: request_id` (Envoy keeps the id)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.audit_records():
+                if record.get("request_id") == request_id:
+                    return record
+            time.sleep(0.02)
+        raise AssertionError(f"no audit record for request {request_id}")
+
     def metrics(self, worker: int = 0) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + worker}/metrics", timeout=5) as reply:
             return reply.read().decode()

@@ -95,12 +95,11 @@ def test_streamed_split_secret_is_redacted_and_streaming_still_streams(stack, up
 
 
 def test_monitor_mode_changes_nothing_but_logs_would_deny(stack, upstream):
-    before = len(stack.audit_records())
-    reply = stack.post(CHAT, chat(f"key {AWS_KEY}"), {"x-test": "monitor"})
+    reply = stack.post(CHAT, chat(f"key {AWS_KEY}"), {"x-test": "monitor", "x-request-id": "monitor-1"})
     assert reply.status == 200
     [received] = upstream.wait_for_requests(1)
     assert AWS_KEY in received.body.decode()
-    record = stack.wait_for_audit(before + 1)[-1]
+    record = stack.audit_for("monitor-1")
     assert record["decision"] == "allow" and record["would"] == ["would_deny"]
     assert record["hits"][0]["rule"] == "watch-secrets" and record["hits"][0]["mode"] == "monitor"
 

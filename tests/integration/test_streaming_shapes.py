@@ -107,8 +107,7 @@ def test_deny_mid_stream_ends_with_the_shapes_error_event(stack, upstream, case)
     path, content_type, make, text_of, payload = CASES[case]
     upstream.respond(path, headers={"content-type": content_type},
                      chunks=make(["fine ", "then FORB", "IDDEN text", " more"]), chunk_delay=0.05)
-    before = len(stack.audit_records())
-    reply, _ = stack.stream(path, payload)
+    reply, _ = stack.stream(path, payload, {"x-request-id": f"deny-{case}"})
     body = reply.body.decode()
     assert reply.status == 200 and "FORBIDDEN" not in body and " more" not in body
     if case == "openai_sse":
@@ -117,5 +116,5 @@ def test_deny_mid_stream_ends_with_the_shapes_error_event(stack, upstream, case)
         assert "event: error" in body and "permission_error" in body
     else:
         assert json.loads(body.strip().splitlines()[-1])["error"]
-    record = stack.wait_for_audit(before + 1)[-1]
+    record = stack.audit_for(f"deny-{case}")
     assert record["decision"] == "deny" and record["ended_stream_with_error"] is True

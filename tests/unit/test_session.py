@@ -251,3 +251,26 @@ def test_redaction_of_a_disguised_secret_replaces_the_original_characters():
     reply = start(Session(REDACT_BOTH), "a " + "\u200b".join(SECRET) + " b")
     doc = orjson.loads(reply.request_body.response.body_mutation.body)
     assert doc["messages"][0]["content"] == "a [TEST_SECRET] b"
+
+
+def test_phases_no_rule_needs_are_skipped():
+    only_request = Session(DENY_REQUEST).handle(request_headers())
+    mode = only_request.mode_override
+    assert (mode.request_body_mode, mode.response_header_mode, mode.response_body_mode) == (2, 2, 0)
+    only_response = Session(rules(regex_rule("r", "redact", "response"))).handle(request_headers())
+    mode = only_response.mode_override
+    assert (mode.request_body_mode, mode.response_header_mode, mode.response_body_mode) == (0, 0, 1)
+    scoped = rules(regex_rule("r", "redact", "response") + "    match: {paths: [/api/*]}\n")
+    mode = Session(scoped).handle(request_headers()).mode_override
+    assert (mode.request_body_mode, mode.response_body_mode) == (0, 0)
+
+
+def test_monitor_rules_do_not_hold_back_streamed_text():
+    from extproc.stream_scan import StreamScanner
+    from extproc import shapes
+    watch = rules(regex_rule("w", "redact", "response", mode="monitor"))
+    s = StreamScanner(shapes.all_shapes()["openai_chat"], "sse", watch._by_direction["response"], 65536,
+                      "fail_closed")
+    first = openai_stream(["hello there"]).split(b"\n\n")
+    out = s.push(first[0] + b"\n\n" + first[1] + b"\n\n")
+    assert openai_text(out) == "hello there"
