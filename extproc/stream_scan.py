@@ -13,6 +13,7 @@ full text exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import Any
 
@@ -194,7 +195,9 @@ class StreamScanner:
         return folded.to_original(len(text) - hold, len(text))[0]
 
     def _settle(self, kt: _KeyText, hits: list[Hit]) -> None:
-        self.hits.extend(hits)
+        offset = kt.released  # report offsets in the key's whole text, not in the rescanned tail
+        self.hits.extend(dataclasses.replace(h, finding=dataclasses.replace(
+            h.finding, start=h.finding.start + offset, end=h.finding.end + offset)) for h in hits)
         raise_if_denied(hits)
         spans = redaction_spans(hits)
         if spans:
