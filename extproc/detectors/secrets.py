@@ -1,0 +1,300 @@
+"""Credentials in prompts and responses: provider token formats plus keyword assignments (`secret_rules.py`).
+
+    detector: secrets
+    params: {exclude: [jwt], min_entropy: 3.0}
+
+`find` encodes the text once and runs one `re2.Set` of what each rule's matches contain (mostly the anchor):
+text without any costs that pass, and only rules whose needle occurs run their own pattern.
+
+`hold` is sound and tight. A match that can still grow starts at an anchor (after at most `lead_in` identifier
+characters) within the rule's span of the end, or the end cuts an anchor short. An anchor is dismissed once
+the text after it shows that no match from it reaches the end: a `stop` (by default any character the rule
+cannot contain) follows it, or its `lead` (keyword and separator, say) has failed for good.
+"""
+
+from __future__ import annotations
+
+import re._constants as sre  # the standard library's own parser measures rules and lists their characters
+import re._parser as sre_parse
+import string
+from bisect import bisect_left
+from dataclasses import dataclass
+from functools import cache
+from itertools import accumulate
+from typing import Any
+
+import re2
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from extproc.detectors import register
+from extproc.detectors.base import Detector
+from extproc.detectors.patterns import compile_re2
+from extproc.detectors.secret_rules import LABELS, RULES, Rule
+from extproc.model import Finding
+
+_FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(65, 91)}, "\u017f": "s", "\u212a": "k"})
+_IDENT = string.ascii_letters + string.digits + "_.-\u017f\u212a"
+_CONTINUATION, _UTF8 = bytes(range(0x80, 0xC0)), ("utf-8", "surrogatepass")
+_VALUE_GROUPS = ("v", "dq", "sq", "bq", "hq", "xml", "raw")
+_UNBOUNDED = 1 << 20
+
+
+class SecretsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include: list[str] | None = None  # labels to report; None = all
+    exclude: list[str] = []
+    min_entropy: float = Field(3.0, ge=0.0, le=8.0)  # bits/char for generic token, key and secret values
+    min_password_entropy: float = Field(2.0, ge=0.0, le=8.0)  # people choose passwords: a lower bar
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _known_labels(cls, labels: list[str] | None) -> list[str] | None:
+        if unknown := [label for label in labels or () if label not in LABELS]:
+            raise ValueError(f"unknown secret label(s) {', '.join(unknown)}; known: {', '.join(LABELS)}")
+        return labels
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    rule: Rule
+    regex: Any
+    span: int  # longest match, in characters
+    anchors: tuple[str, ...]  # folded when the rule ignores case
+    partials: frozenset[str]  # proper prefixes of the anchors
+    lead: Any | None
+    lead_reach: int  # characters from the anchor's start that decide the lead
+    closure: Any | None
+    closure_width: int
+    stop: Any | None  # a regex, or a plain string for str.find
+
+
+@register
+class SecretsDetector(Detector):
+    name = "secrets"
+    Params = SecretsParams
+
+    def __init__(self, params: SecretsParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        wanted = set(LABELS if p.include is None else p.include) - set(p.exclude)
+        self._rules = [_compiled(i) for i, rule in enumerate(RULES) if rule.label in wanted]
+        self._prefilter = _prefilter(tuple(r.rule for r in self._rules)) if self._rules else None
+        self.max_span = max((r.span for r in self._rules), default=1)
+        self._index = _hold_index(self._rules)
+
+    def find(self, text: str) -> list[Finding]:
+        return [finding for finding, _ in self.matches(text)]
+
+    def matches(self, text: str) -> list[tuple[Finding, int]]:
+        """Findings with where the text each depends on starts (a keyword may precede the secret)."""
+        if not text or self._prefilter is None:
+            return []
+        data = text.encode(*_UTF8)
+        found = [f for i in self._prefilter.Match(data) or () for f in self._scan(self._rules[i], data)]
+        return _dedupe(_to_chars(found, data, len(text)))
+
+    def _scan(self, compiled: _Compiled, data: bytes) -> list[tuple]:
+        rule, index, out = compiled.rule, compiled.regex.groupindex, []
+        for m in compiled.regex.finditer(data):  # (the wrapper's groupdict() is quadratic in the groups)
+            spans = {name: m.span(i) for name, i in index.items()}
+            groups = {name: data[a:b].decode(*_UTF8) for name, (a, b) in spans.items() if a != -1}
+            groups["match"] = data[spans["kw"][0] : m.end()].decode(*_UTF8)
+            score = rule.check(groups, self.params) if rule.check else rule.score
+            if score is not None:
+                name = next((g for g in _VALUE_GROUPS if g in groups), None)
+                start, end = spans[name] if name else m.span()
+                out.append((rule.label, m.start(), start, end, score, rule.priority, compiled.span))
+        return out
+
+    def hold(self, text: str) -> int:
+        tail = text[-(self.max_span - 1) :] if self.max_span > 1 else ""
+        n, folded, (windows, partials, longest, lead_ins) = len(tail), tail.translate(_FOLD), self._index
+        starts = [n] * len(self._rules)  # per rule: earliest start of a match that may run past the end
+        for k in range(min(longest, n), 0, -1):  # the end cuts an anchor short
+            for fold, hay in ((False, tail), (True, folded)):
+                for r in partials.get((hay[n - k :], fold), ()):
+                    starts[r] = min(starts[r], n - k)
+        run = _run_before(tail, n, 64)
+        for r, span, reach in lead_ins:  # the end may be a match's prefix, or that and part of its anchor
+            starts[r] = max(0, n - span + 1, n - min(run, reach))
+        candidates: dict[int, list[int]] = {}
+        for fold, hay in ((False, tail), (True, folded)):
+            present = set(hay) | {hay[i : i + 2] for i in range(n - 1)}  # only anchors whose start occurs
+            for key in present & windows[fold].keys():
+                for anchor, window, rules in windows[fold][key]:
+                    i = hay.find(anchor, max(0, n - window))
+                    while i != -1:
+                        for r in rules:
+                            candidates.setdefault(r, []).append(i)
+                        i = hay.find(anchor, i + 1)
+        for r, positions in candidates.items():
+            starts[r] = _earliest_start(self._rules[r], tail, sorted(set(positions)), starts[r])
+        return n - min(starts, default=n)
+
+
+def _to_chars(found: list[tuple], data: bytes, length: int) -> list[tuple]:
+    """Byte offsets to character offsets; each finding is cut at its rule's span from the context start."""
+    chars: dict[int, int] = {}
+    if len(data) != length:
+        last_byte = last_char = 0
+        for offset in sorted({o for f in found for o in f[1:4]}):
+            last_char += len(data[last_byte:offset].translate(None, _CONTINUATION))
+            last_byte, chars[offset] = offset, last_char
+    out = []
+    for label, ctx, start, end, score, priority, span in found:
+        ctx, start, end = chars.get(ctx, ctx), chars.get(start, start), chars.get(end, end)
+        out.append((label, ctx, start, min(end, ctx + span), score, priority))
+    return out
+
+
+def _dedupe(found: list[tuple]) -> list[tuple[Finding, int]]:
+    """Drop repeats and findings that overlap one of a more specific rule (higher priority)."""
+    best: dict[tuple, tuple] = {}
+    for f in found:
+        if f[3] > f[2] and f[4] > best.get((f[0], f[2], f[3]), (0,) * 5)[4]:
+            best[(f[0], f[2], f[3])] = f
+    kept: list[tuple] = []
+    for level in sorted({f[5] for f in best.values()}, reverse=True):
+        blockers = sorted((f[2], f[3]) for f in kept)
+        starts, reach = [b[0] for b in blockers], list(accumulate((b[1] for b in blockers), max))
+        for f in (f for f in best.values() if f[5] == level):
+            i = bisect_left(starts, f[3])
+            if i == 0 or reach[i - 1] <= f[2]:
+                kept.append(f)
+    kept.sort(key=lambda f: (f[2], f[3], f[0]))
+    return [(Finding(SecretsDetector.name, f[0], f[2], f[3], f[4]), f[1]) for f in kept]
+
+
+def _hold_index(rules: list[_Compiled]) -> tuple[tuple[dict, dict], dict, int, list[int]]:
+    """Rules by anchor (keyed by folding and first two characters, with the widest window) and by prefix."""
+    anchors: dict[tuple[str, bool], list[int]] = {}
+    partials: dict[tuple[str, bool], list[int]] = {}
+    for r, c in enumerate(rules):
+        for anchor in c.anchors:
+            anchors.setdefault((anchor, c.rule.ignore_case), []).append(r)
+        for part in () if c.rule.lead_in else c.partials:
+            partials.setdefault((part, c.rule.ignore_case), []).append(r)
+    windows: tuple[dict, dict] = ({}, {})
+    for (a, fold), rs in anchors.items():
+        windows[fold].setdefault(a[:2], []).append((a, max(rules[r].span for r in rs) - 1, rs))
+    longest = max((len(part) for part, _ in partials), default=0)
+    return windows, partials, longest, [(r, c.span, c.rule.lead_in + max(map(len, c.anchors)) - 1)
+                                        for r, c in enumerate(rules) if c.rule.lead_in]
+
+
+def _earliest_start(c: _Compiled, tail: str, positions: list[int], best: int) -> int:
+    """The earliest start before `best` of a match that may run past the end, from its anchors' positions."""
+    n, hit = len(tail), (-1, -1)  # hit: the first stop hit after the last candidate, (n + 1, n + 1) if none
+    lo = max(0, n - (c.span - 1))
+    for p in positions:
+        if p >= best:
+            break
+        if p < lo:
+            continue
+        if c.stop is not None and hit[0] < p:
+            hit = _stop_hit(c.stop, tail, p)
+        s = max(lo, p - _run_before(tail, p, c.rule.lead_in))
+        if (c.stop is None or hit[1] > n) and _lead_possible(c, tail, s, p):
+            return s
+    return best
+
+
+def _stop_hit(stop: Any, tail: str, p: int) -> tuple[int, int]:
+    if isinstance(stop, str):
+        found = tail.find(stop, p)
+        return (found, found + len(stop)) if found != -1 else (len(tail) + 1, len(tail) + 1)
+    match = stop.search(tail[p:])  # a slice: the re2 wrapper re-encodes the whole string it is given
+    return (p + match.start(), p + match.end()) if match else (len(tail) + 1, len(tail) + 1)
+
+
+def _lead_possible(c: _Compiled, tail: str, s: int, p: int) -> bool:
+    """Whether the text from `s` holds, or may still grow into, the start the rule needs (its `lead`)."""
+    if c.lead is None or c.lead.match(tail[s : p + c.lead_reach + 1]):
+        return True
+    if c.closure is not None:
+        return c.closure.fullmatch(tail[p : p + c.closure_width + 1]) is not None
+    return len(tail) - p <= c.lead_reach
+
+
+def _run_before(text: str, index: int, limit: int) -> int:  # identifier characters (<= limit) ending there
+    piece = text[max(0, index - limit) : index]
+    return len(piece) - len(piece.rstrip(_IDENT))
+
+
+@cache
+def _compiled(index: int) -> _Compiled:
+    rule = RULES[index]
+    pattern, lead = rule.pattern(), rule.anchor_group() + rule.lead if rule.lead else None
+    width = _width(pattern)
+    if width >= _UNBOUNDED and rule.max_len is None:
+        raise ValueError(f"secret rule {rule.label} {pattern!r} is unbounded and has no max_len")
+    closure = f"{rule.anchor_group()}(?i:{rule.closure})" if rule.closure else None
+    stop = rule.stop if rule.stop is not None else _stop_class(rule)
+    anchors = tuple(a.translate(_FOLD) for a in rule.anchors) if rule.ignore_case else rule.anchors
+    return _Compiled(
+        rule, compile_re2(pattern), min(width, rule.max_len or width), anchors,
+        frozenset(a[:k] for a in anchors for k in range(1, len(a))),
+        compile_re2(rule.prefix() + lead) if lead else None, _width(lead) if lead else 0,
+        compile_re2(closure) if closure else None, _width(closure) if closure else 0,
+        stop if not stop or not set(stop) & set("\\[](){}.*+?^$|") else compile_re2(stop))
+
+
+def _width(pattern: str) -> int:
+    return min(sre_parse.parse(pattern).getwidth()[1], _UNBOUNDED)
+
+
+def _stop_class(rule: Rule) -> str | None:
+    """`[^...]` of every character a match can hold from its anchor on, or None if that set is open-ended."""
+    chars = _chars(sre_parse.parse(rule.body), False)
+    if chars is None:
+        return None
+    chars |= {f for anchor in rule.anchors for c in anchor for f in _folds(c, rule.ignore_case)}
+    return "[^" + "".join("\\" + c if c in "\\]^-[" else c if c.isprintable() else f"\\x{{{ord(c):x}}}"
+                          for c in sorted(chars)) + "]"
+
+
+def _chars(items: Any, fold: bool) -> set[str] | None:
+    """The characters a parsed pattern can match (None: negated classes, `.`, ...); `fold`: ignoring case."""
+    out: set[str] = set()
+    for op, arg in items:
+        if op is sre.LITERAL:
+            sub: set[str] | None = _folds(chr(arg), fold)
+        elif op is sre.RANGE:
+            sub = {f for code in range(arg[0], arg[1] + 1) for f in _folds(chr(code), fold)}
+        elif op is sre.CATEGORY:
+            sub = _CATEGORIES.get(arg)
+        elif op is sre.IN:
+            sub = _chars(arg, fold)
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
+            sub = _chars(arg[2], fold)
+        elif op is sre.SUBPATTERN:
+            sub = _chars(arg[3], fold or bool(arg[1] & sre.SRE_FLAG_IGNORECASE))
+        elif op is sre.BRANCH:
+            subs = [_chars(branch, fold) for branch in arg[1]]
+            sub = None if None in subs else set().union(*subs)  # type: ignore[arg-type]
+        else:
+            sub = set() if op is sre.AT else None
+        if sub is None:
+            return None
+        out |= sub
+    return out
+
+
+def _folds(char: str, fold: bool) -> set[str]:
+    return {char, char.lower(), char.upper(), *_FOLDS_TO.get(char.lower(), ())} if fold else {char}
+
+
+_FOLDS_TO = {"s": ("\u017f",), "k": ("\u212a",)}  # RE2 folds these non-ASCII letters onto ASCII ones
+_CATEGORIES = {sre.CATEGORY_DIGIT: set(string.digits), sre.CATEGORY_SPACE: set(" \t\n\r\f\v"),
+               sre.CATEGORY_WORD: set(string.ascii_letters + string.digits + "_")}
+
+
+@cache
+def _prefilter(rules: tuple[Rule, ...]) -> Any:
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    prefilter = re2.Set.SearchSet(options)
+    for rule in rules:
+        prefilter.Add(rule.needle())
+    prefilter.Compile()
+    return prefilter
