@@ -21,6 +21,18 @@ ERRORS = Counter("extproc_errors_total", "Errors, by kind", ["kind"])
 POLICY_INFO = Gauge("extproc_policy_info", "The active policy (value 1), by content digest", ["digest"])
 
 
+def cached_child(metric, **labels):  # type: ignore[no-untyped-def]
+    """`metric.labels(...)` costs a lock and a dict build per call; the hot path reuses the children."""
+    key = (id(metric), tuple(sorted(labels.items())))
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(**labels)
+    return child
+
+
+_CHILDREN: dict = {}
+
+
 def serve_metrics(listen: str) -> None:
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0")

@@ -42,6 +42,8 @@ class Session:
         self.response_rules: tuple = ()
         self.scanner: StreamScanner | None = None
         self.buffered_response = False
+        self.response_ended = False  # the response body's end_of_stream arrived
+        self.messages = 0
         self.asked_for_usage = False
         self.budget = Budget()  # normalisation work allowed for this whole exchange
         self.started = time.monotonic()
@@ -51,6 +53,7 @@ class Session:
     def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
         kind = request.WhichOneof("request")
         started = time.perf_counter()
+        self.messages += 1
         try:
             return getattr(self, f"_on_{kind}")(getattr(request, kind))
         except GatewayError as exc:
@@ -61,7 +64,7 @@ class Session:
                        request_id=self.fields.get("request_id"))
             return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
         finally:
-            metrics.MESSAGE_SECONDS.labels(phase=kind).observe(time.perf_counter() - started)
+            metrics.cached_child(metrics.MESSAGE_SECONDS, phase=kind).observe(time.perf_counter() - started)
 
     def finish(self) -> None:
         """Write the audit record; called exactly once when the gRPC stream ends, however it ends."""
@@ -73,6 +76,10 @@ class Session:
             self._record_usage(self.scanner.usage)
             if self.scanner.error is not None:
                 self._record_error(self.scanner.error, after_stream_start=True)
+        if self.messages == 0 or ((self.scanner is not None or self.buffered_response) and not self.response_ended):
+            # The stream ended before the service saw the whole exchange (Envoy timed out or gave up before the
+            # first message arrived; the upstream reset, the client left or a timeout cut the response).
+            self.fields["incomplete"] = True
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
         audit.emit(self.fields, self.verdict)
 
@@ -181,6 +188,7 @@ class Session:
         return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
 
     def _on_response_body(self, msg: Any) -> pb.ProcessingResponse:
+        self.response_ended = self.response_ended or msg.end_of_stream
         if self.scanner is not None:
             chunk = msg.body
             out = self.scanner.finish(chunk) if msg.end_of_stream else self.scanner.push(chunk)

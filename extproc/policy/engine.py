@@ -66,7 +66,7 @@ def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
             ) from None
         return []
     finally:
-        metrics.DETECTOR_SECONDS.labels(detector=detector.name).observe(time.perf_counter() - started)
+        metrics.cached_child(metrics.DETECTOR_SECONDS, detector=detector.name).observe(time.perf_counter() - started)
 
 
 View = tuple[str, Callable[[int, int], tuple[int, int]] | None]
