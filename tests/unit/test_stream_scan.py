@@ -206,3 +206,17 @@ def test_a_streamed_base64_encoded_secret_is_redacted_as_a_whole():
     stream = openai_stream(["data ", blob[:10], blob[10:25], blob[25:], " end"])
     out, _, _ = run(REDACT, stream)
     assert openai_text(out) == "data [TEST_SECRET] end"
+
+
+def test_a_pem_private_key_split_over_many_events_is_redacted_as_one_multiline_match():
+    from policies import policy as compile_policy
+    secrets = compile_policy("version: 1\nrules:\n  - {id: keys, detector: secrets, direction: response, action: redact}\n")
+    body = "\n".join("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC" + c * 13 for c in "ABCDEFGHIJKL")
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
+    text = f"Here it is:\n{pem}\nUse it wisely."
+    pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+    out, _, s = run(secrets, openai_stream(pieces))
+    result = openai_text(out)
+    assert "MIIEvQIBADAN" not in result and "BEGIN PRIVATE KEY" not in result
+    assert result.startswith("Here it is:\n[") and result.endswith("]\nUse it wisely.")
+    assert [h.finding.label for h in s.hits] == ["private_key"]
