@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from extproc import audit, envoy, logs, metrics, pb, shapes
+from extproc import audit, envoy, limits, logs, metrics, pb, shapes
 from extproc.errors import (GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable,
                             UnsupportedEncoding)
 from extproc.policy.compile import CompiledPolicy, Exchange
@@ -112,7 +112,7 @@ class Session:
         response_rules = self.policy.rules_for("response", exchange, model_known=False)
         # The body names the model: rules scoped by model need it, and usage tracking may rewrite it.
         request = bool(self.policy.rules_for("request", exchange, model_known=False)) \
-            or self.settings.track_stream_usage or any(not rule.models.any for rule in response_rules)
+            or self.settings.track_stream_usage or _limits_set(self.settings.limits) or any(not rule.models.any for rule in response_rules)
         response = bool(response_rules)
         if request and response:
             return None
@@ -134,10 +134,12 @@ class Session:
         parsed = self.shape.parse_request(doc)
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields.update(model=parsed.model, stream=parsed.stream)
+        clamped = limits.enforce(self.settings.limits, self.shape, parsed)
         self.response_rules = self.policy.rules_for("response", exchange)
         changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc, "request")
         if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
             self.asked_for_usage = changed = True
+        changed = changed or clamped
         if not changed:
             return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
                 else CONTINUE_REQUEST_BODY
@@ -273,6 +275,11 @@ def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
         return orjson.dumps(doc)
     except orjson.JSONEncodeError:
         raise too_deep from None
+
+
+def _limits_set(limits: Any) -> bool:
+    return any(value is not None for value in (limits.max_messages, limits.max_prompt_tokens,
+                                               limits.max_output_tokens))
 
 
 def _where(exc: BaseException) -> str:

@@ -52,12 +52,23 @@ class RuleBase(Strict):
     capture: bool = Field(False, description="log the matched text in the audit record (off by default)")
 
 
+class Limits(Strict):
+    """Consumption limits applied to every LLM request (unset = no limit)."""
+
+    max_messages: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1, description="estimated as characters / 4")
+    max_output_tokens: int | None = Field(None, ge=1, description="cap on max_tokens / num_predict ...")
+    on_output_over: Literal["clamp", "deny"] = Field(
+        "clamp", description="clamp: rewrite the request's cap (and set it when absent); deny: 413")
+
+
 class Settings(Strict):
     unknown_paths: Literal["allow", "deny"] = "allow"
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_stream_held_bytes: int = Field(64 * 1024, ge=1024)
     on_stream_limit: OnError = "fail_closed"
+    limits: Limits = Field(default_factory=Limits)
     normalize: bool = Field(
         True, description="before every detector: NFKC, invisible/tag characters removed, look-alikes folded, "
         "embedded base64/URL/hex decoded (bounded per request)")

@@ -49,6 +49,7 @@ def anthropic_error(error_type: str, message: str) -> bytes:
 @register
 class AnthropicMessages(Shape):
     name = "anthropic_messages"
+    output_limit_fields = (("max_tokens",),)
     paths = ("/v1/messages", "/anthropic/v1/messages")
     stream_framing = "sse"
 

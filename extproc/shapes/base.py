@@ -27,6 +27,8 @@ class Shape(ABC):
     paths: ClassVar[tuple[str, ...]]
     # Framing of streamed responses.
     stream_framing: ClassVar[Literal["sse", "ndjson"]] = "sse"
+    # Where a request caps the tokens to generate, in the order they are honoured (first present wins).
+    output_limit_fields: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @abstractmethod
     def parse_request(self, doc: Any) -> ParsedRequest:

@@ -45,6 +45,7 @@ def ollama_usage(payload: Any) -> dict[str, int] | None:
 @register
 class OllamaChat(Shape):
     name = "ollama_chat"
+    output_limit_fields = (("options", "num_predict"),)
     paths = ("/api/chat",)
     stream_framing = "ndjson"
 

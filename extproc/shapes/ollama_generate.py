@@ -21,6 +21,7 @@ _RESPONSE_FIELDS = ("response", "thinking")
 @register
 class OllamaGenerate(Shape):
     name = "ollama_generate"
+    output_limit_fields = (("options", "num_predict"),)
     paths = ("/api/generate",)
     stream_framing = "ndjson"
 

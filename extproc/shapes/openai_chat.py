@@ -87,6 +87,7 @@ def openai_error(status: int, code: str, message: str) -> bytes:
 @register
 class OpenAIChat(Shape):
     name = "openai_chat"
+    output_limit_fields = (("max_completion_tokens",), ("max_tokens",))
     paths = ("/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions")
     stream_framing = "sse"
 

@@ -84,6 +84,7 @@ def sse_error_event(body: bytes, event: str | None = None) -> bytes:
 @register
 class OpenAICompletions(Shape):
     name = "openai_completions"
+    output_limit_fields = (("max_tokens",),)
     paths = ("/v1/completions", "/completions", "/openai/v1/completions")
     stream_framing = "sse"
 
