@@ -37,5 +37,9 @@ class Detector(ABC):
         """All findings in `text`, offsets in characters."""
 
     def hold(self, text: str) -> int:
-        """Trailing characters of `text` that a match continuing into future text could still cover."""
+        """Trailing characters of `text` that a match continuing into future text could still cover.
+
+        The streaming scanner rescans only the text it has not released, so the hold must also cover any
+        context a future match depends on (e.g. the `password=` keyword before a value that is reported
+        on its own)."""
         return min(len(text), self.max_span - 1)

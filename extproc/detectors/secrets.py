@@ -3,13 +3,12 @@
     detector: secrets
     params: {exclude: [jwt], min_entropy: 3.0}
 
-`find` encodes the text once and runs one `re2.Set` of what each rule's matches contain (mostly the anchor):
-text without any costs that pass, and only rules whose needle occurs run their own pattern.
-
-`hold` is sound and tight. A match that can still grow starts at an anchor (after at most `lead_in` identifier
-characters) within the rule's span of the end, or the end cuts an anchor short. An anchor is dismissed once
-the text after it shows that no match from it reaches the end: a `stop` (by default any character the rule
-cannot contain) follows it, or its `lead` (keyword and separator, say) has failed for good.
+`find` runs one `re2.Set` of what each rule's matches contain (mostly the anchor) over the UTF-8 text; only
+rules whose needle occurs run their own pattern. `hold` is sound and tight: a match that can still grow
+starts at an anchor (after at most `lead_in` identifier characters) within the rule's span of the end, or
+the end cuts an anchor short; an anchor is dismissed once a `stop` (by default any character the rule cannot
+contain) or the failure of its `lead` (keyword and separator, say) shows that no match from it reaches the
+end. Nor does the boundary fall between a keyword and its value: the stream scanner only avoids findings.
 """
 
 from __future__ import annotations
@@ -61,10 +60,9 @@ class _Compiled:
     span: int  # longest match, in characters
     anchors: tuple[str, ...]  # folded when the rule ignores case
     partials: frozenset[str]  # proper prefixes of the anchors
-    lead: Any | None
-    lead_reach: int  # characters from the anchor's start that decide the lead
-    closure: Any | None
-    closure_width: int
+    lead: Any | None  # and below, how many characters from the anchor's start decide it
+    lead_reach: int
+    closure: tuple[Any, int] | None  # the regex and its width
     stop: Any | None  # a regex, or a plain string for str.find
 
 
@@ -114,9 +112,8 @@ class SecretsDetector(Detector):
             for fold, hay in ((False, tail), (True, folded)):
                 for r in partials.get((hay[n - k :], fold), ()):
                     starts[r] = min(starts[r], n - k)
-        run = _run_before(tail, n, 64)
         for r, span, reach in lead_ins:  # the end may be a match's prefix, or that and part of its anchor
-            starts[r] = max(0, n - span + 1, n - min(run, reach))
+            starts[r] = max(0, n - span + 1, n - min(_run_before(tail, n, reach), reach))
         candidates: dict[int, list[int]] = {}
         for fold, hay in ((False, tail), (True, folded)):
             present = set(hay) | {hay[i : i + 2] for i in range(n - 1)}  # only anchors whose start occurs
@@ -129,7 +126,11 @@ class SecretsDetector(Detector):
                         i = hay.find(anchor, i + 1)
         for r, positions in candidates.items():
             starts[r] = _earliest_start(self._rules[r], tail, sorted(set(positions)), starts[r])
-        return n - min(starts, default=n)
+        boundary, wide = min(starts, default=n), text[-2 * self.max_span :]
+        for finding, context in sorted(self.matches(wide), key=lambda m: -m[1]):
+            start, end = context - len(wide) + n, finding.end - len(wide) + n  # relative to `tail`
+            boundary = start if start < boundary < end else boundary
+        return n - boundary
 
 
 def _to_chars(found: list[tuple], data: bytes, length: int) -> list[tuple]:
@@ -208,11 +209,11 @@ def _stop_hit(stop: Any, tail: str, p: int) -> tuple[int, int]:
 
 
 def _lead_possible(c: _Compiled, tail: str, s: int, p: int) -> bool:
-    """Whether the text from `s` holds, or may still grow into, the start the rule needs (its `lead`)."""
-    if c.lead is None or c.lead.match(tail[s : p + c.lead_reach + 1]):
+    """Whether a match from somewhere in `s..p` holds, or may still grow into, the start it needs (`lead`)."""
+    if c.lead is None or c.lead.search(tail[s : p + c.lead_reach + 1]):
         return True
     if c.closure is not None:
-        return c.closure.fullmatch(tail[p : p + c.closure_width + 1]) is not None
+        return c.closure[0].fullmatch(tail[p : p + c.closure[1] + 1]) is not None
     return len(tail) - p <= c.lead_reach
 
 
@@ -225,9 +226,7 @@ def _run_before(text: str, index: int, limit: int) -> int:  # identifier charact
 def _compiled(index: int) -> _Compiled:
     rule = RULES[index]
     pattern, lead = rule.pattern(), rule.anchor_group() + rule.lead if rule.lead else None
-    width = _width(pattern)
-    if width >= _UNBOUNDED and rule.max_len is None:
-        raise ValueError(f"secret rule {rule.label} {pattern!r} is unbounded and has no max_len")
+    width = _width(pattern)  # unbounded (RE2 caps {n,m} at 1000) needs max_len: a test checks max_span
     closure = f"{rule.anchor_group()}(?i:{rule.closure})" if rule.closure else None
     stop = rule.stop if rule.stop is not None else _stop_class(rule)
     anchors = tuple(a.translate(_FOLD) for a in rule.anchors) if rule.ignore_case else rule.anchors
@@ -235,7 +234,7 @@ def _compiled(index: int) -> _Compiled:
         rule, compile_re2(pattern), min(width, rule.max_len or width), anchors,
         frozenset(a[:k] for a in anchors for k in range(1, len(a))),
         compile_re2(rule.prefix() + lead) if lead else None, _width(lead) if lead else 0,
-        compile_re2(closure) if closure else None, _width(closure) if closure else 0,
+        (compile_re2(closure), _width(closure)) if closure else None,
         stop if not stop or not set(stop) & set("\\[](){}.*+?^$|") else compile_re2(stop))
 
 
