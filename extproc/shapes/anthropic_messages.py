@@ -30,7 +30,7 @@ from extproc.shapes.openai_completions import (
 )
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                 404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error", 429: "rate_limit_error",
                  529: "overloaded_error"}
 # content_block_delta type -> (text field, key tag); text deltas are keyed by the block index alone
 _DELTA_FIELDS = {"text_delta": ("text", None), "input_json_delta": ("partial_json", "tool"),

@@ -59,6 +59,11 @@ def _choices(payload: Any) -> list[dict[str, Any]]:
     return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
 
 
+def _index(choice: dict[str, Any], position: int) -> int:
+    index = choice.get("index", position)
+    return index if isinstance(index, int) else position
+
+
 def openai_usage(payload: Any) -> dict[str, int] | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
@@ -79,7 +84,7 @@ def ask_openai_stream_usage(doc: Any) -> bool:
 
 
 def openai_error(status: int, code: str, message: str) -> bytes:
-    error_type = {400: "invalid_request_error", 403: "policy_violation", 413: "invalid_request_error",
+    error_type = {400: "invalid_request_error", 403: "policy_violation", 413: "invalid_request_error", 415: "invalid_request_error",
                   429: "rate_limit_error"}.get(status, "server_error")
     return orjson.dumps({"error": {"message": message, "type": error_type, "code": code}})
 
@@ -125,7 +130,7 @@ class OpenAIChat(Shape):
         return deltas
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        finished = {c.get("index", i) for i, c in enumerate(_choices(payload)) if c.get("finish_reason")}
+        finished = {_index(c, i) for i, c in enumerate(_choices(payload)) if c.get("finish_reason")}
         return [k for k in keys if isinstance(k, tuple) and k and k[0] in finished]
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:

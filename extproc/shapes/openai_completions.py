@@ -105,7 +105,8 @@ class OpenAICompletions(Shape):
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
         choices = payload.get("choices") if isinstance(payload, dict) else None
-        done = {c.get("index", i) for i, c in enumerate(choices) if isinstance(c, dict) and c.get("finish_reason")} \
+        done = {c.get("index", i) if isinstance(c.get("index", i), int) else i
+                for i, c in enumerate(choices) if isinstance(c, dict) and c.get("finish_reason")} \
             if isinstance(choices, list) else set()
         return [k for k in keys if k in done]
 

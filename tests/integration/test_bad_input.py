@@ -1,0 +1,301 @@
+"""Bad input through a real Envoy 1.40: every malformed, oversized, oddly typed or compressed request gets a
+clear 4xx in the API's own error format before the upstream sees anything (or passes through where that is
+the documented behaviour), never a 5xx from the service and never a hang: every client call has a timeout.
+The measured outcomes are tabulated in docs/faults.md."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import time
+
+import pytest
+from conftest import make_stack
+from stack import Reply
+
+pytestmark = pytest.mark.integration
+
+CHAT = "/v1/chat/completions"
+OLLAMA = "/api/chat"
+ANTHROPIC = "/v1/messages"
+AWS_KEY = "AKIAZ7QW3RT5YUI2OP4L"
+SECRET = "sk-" + "Zq8Wm3Xv7Lp2Nr5Tb9Yc4Hd"
+POLICY_LIMIT = 3 * 1024 * 1024 + 512 * 1024  # below Envoy's 4 MiB buffer limit, above a 100k-message body
+CLIENT_TIMEOUT = 20.0
+
+POLICY = f"""version: 1
+settings: {{max_request_bytes: {POLICY_LIMIT}}}
+rules:
+  - id: deny-secrets-in-prompts
+    detector: secrets
+    direction: request
+    action: deny
+  - id: redact-test-secret
+    detector: regex
+    direction: request
+    action: redact
+    params: {{patterns: [{{label: test_secret, pattern: "sk-[A-Za-z0-9]{{20,40}}", max_length: 43}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory, upstream):
+    return make_stack(request, tmp_path_factory, upstream, POLICY)
+
+
+def post(stack, path: str, body: bytes, headers: dict | None = None) -> tuple[Reply, float]:
+    """POST raw bytes with a client-side timeout; (reply, seconds). A hang fails the test with a timeout."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", stack.listen_port, timeout=CLIENT_TIMEOUT)
+    try:
+        conn.request("POST", path, body=body, headers={"content-type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+    return reply, time.monotonic() - started
+
+
+def chat(text: str = "hello", **extra) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def openai_error(reply: Reply, status: int) -> dict:
+    assert reply.status == status, (reply.status, reply.body[:300])
+    assert reply.headers["content-type"] == "application/json"
+    error = reply.json()["error"]
+    assert set(error) == {"message", "type", "code"} and error["message"]
+    return error
+
+
+def assert_nothing_reached_upstream(upstream) -> None:
+    time.sleep(0.05)
+    assert upstream.requests == []
+
+
+# ---- malformed JSON, in each API's own error format ------------------------------------------------------
+@pytest.mark.parametrize("body", [b'{"messages": [', b"", b"{", b"not json", b'{"a":1}{"b":2}', b"\x00\x01\x02",
+                                  b'{"messages": [NaN]}', b"[" * 10 + b"]" * 9],
+                         ids=["truncated", "empty", "open-brace", "text", "two-docs", "binary", "nan", "unbalanced"])
+def test_malformed_json_gets_400_in_openai_format(stack, upstream, body):
+    reply, _ = post(stack, CHAT, body)
+    error = openai_error(reply, 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_request"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_malformed_json_gets_400_in_ollama_and_anthropic_formats(stack, upstream):
+    reply, _ = post(stack, OLLAMA, b'{"messages": [')
+    assert reply.status == 400 and set(reply.json()) == {"error"} and isinstance(reply.json()["error"], str)
+    reply, _ = post(stack, ANTHROPIC, b'{"messages": [')
+    assert reply.status == 400
+    assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "invalid_request_error"
+    assert_nothing_reached_upstream(upstream)
+
+
+# ---- wrong types ---------------------------------------------------------------------------------------
+WRONG_TYPES = [
+    ({"model": "m", "messages": "hello"}, "messages"),
+    ({"model": "m", "messages": [1, 2]}, "messages[0]"),
+    ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "content"),
+    (chat(stream="yes"), "stream"),
+    (chat(model=["gpt"]), "model"),
+    (chat(tools={"a": 1}), "tools"),
+    ([chat()], "JSON object"),
+    ("just a string", "JSON object"),
+    (None, "JSON object"),
+]
+
+
+@pytest.mark.parametrize("doc,field", WRONG_TYPES, ids=[f for _, f in WRONG_TYPES])
+def test_wrong_types_get_400_naming_the_field(stack, upstream, doc, field):
+    reply, _ = post(stack, CHAT, json.dumps(doc).encode())
+    error = openai_error(reply, 400)
+    assert field in error["message"]
+    assert_nothing_reached_upstream(upstream)
+
+
+# ---- size and shape extremes ----------------------------------------------------------------------------
+def test_json_nested_100k_deep_gets_400(stack, upstream):
+    """orjson refuses more than 1024 levels: a 100 000-deep document is malformed input, rejected at once."""
+    body = b'{"model":"m","messages":[],"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    reply, seconds = post(stack, CHAT, body)
+    error = openai_error(reply, 400)
+    assert "not valid JSON" in error["message"]
+    assert seconds < 5
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_json_nested_300_deep_passes_untouched_when_nothing_needs_rewriting(stack, upstream):
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"x":' + b"[" * 300 + b"]" * 300 + b"}"
+    reply, _ = post(stack, CHAT, body)
+    assert reply.status == 200
+    [received] = upstream.wait_for_requests(1)
+    assert received.body == body  # forwarded byte-for-byte
+
+
+def test_json_nested_300_deep_that_must_be_redacted_gets_400_not_503(stack, upstream):
+    """orjson writes at most 254 levels: a deep request whose text had to be redacted cannot be re-encoded.
+    It is refused as malformed (the service used to answer 503 internal error)."""
+    body = (b'{"model":"m","messages":[{"role":"user","content":"key ' + SECRET.encode() + b'"}],"x":' +
+            b"[" * 300 + b"]" * 300 + b"}")
+    reply, _ = post(stack, CHAT, body)
+    error = openai_error(reply, 400)
+    assert "nested too deeply" in error["message"]
+    assert_nothing_reached_upstream(upstream)
+
+
+@pytest.mark.parametrize("junk", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"],
+                         ids=["ff", "truncated-2-byte", "utf8-surrogate", "above-u10ffff"])
+def test_invalid_utf8_in_a_json_string_gets_400(stack, upstream, junk):
+    body = b'{"model":"m","messages":[{"role":"user","content":"a ' + junk + b' b"}]}'
+    error = openai_error(post(stack, CHAT, body)[0], 400)
+    assert error["code"] == "invalid_request"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_lone_surrogate_escape_gets_400(stack, upstream):
+    error = openai_error(post(stack, CHAT, b'{"model":"m","messages":[{"role":"user","content":"\\ud800"}]}')[0],
+                         400)
+    assert error["code"] == "invalid_request"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_body_over_the_policy_limit_gets_413_in_api_format(stack, upstream):
+    body = json.dumps(chat("x" * (POLICY_LIMIT + 1000))).encode()
+    assert len(body) < 4 * 1024 * 1024
+    error = openai_error(post(stack, CHAT, body)[0], 413)
+    assert error["code"] == "payload_too_large"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_body_over_envoys_buffer_limit_gets_envoys_plain_413(stack, upstream):
+    """Above per_connection_buffer_limit_bytes (4 MiB) Envoy answers before the service sees the body."""
+    body = json.dumps(chat("x" * (4 * 1024 * 1024 + 100))).encode()
+    try:
+        reply, _ = post(stack, CHAT, body)
+    except (ConnectionResetError, BrokenPipeError):  # Envoy may reply and close while we are still sending
+        assert_nothing_reached_upstream(upstream)
+        return
+    assert reply.status == 413
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_empty_body_on_an_llm_path_gets_400(stack, upstream):
+    error = openai_error(post(stack, CHAT, b"", {"content-length": "0"})[0], 400)
+    assert "no body" in error["message"] or "not valid JSON" in error["message"]
+    assert_nothing_reached_upstream(upstream)
+
+
+# ---- content type and content encoding ---------------------------------------------------------------
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          "application/octet-stream", ""])
+def test_content_type_is_not_trusted_a_json_body_is_scanned_whatever_it_says(stack, upstream, content_type):
+    """Model servers (Ollama, vLLM) parse the body as JSON whatever its content-type (curl -d sends
+    x-www-form-urlencoded), so the gateway does too: a label cannot smuggle a secret past the scan."""
+    reply, _ = post(stack, CHAT, json.dumps(chat(f"key {AWS_KEY}")).encode(), {"content-type": content_type})
+    assert openai_error(reply, 403)["code"] == "policy_violation"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_non_json_body_under_a_non_json_content_type_gets_400(stack, upstream):
+    reply, _ = post(stack, CHAT, b"model=m&prompt=hello", {"content-type": "application/x-www-form-urlencoded"})
+    assert openai_error(reply, 400)["code"] == "invalid_request"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_clean_json_under_text_plain_passes(stack, upstream):
+    reply, _ = post(stack, CHAT, json.dumps(chat("hello")).encode(), {"content-type": "text/plain"})
+    assert reply.status == 200
+    assert upstream.wait_for_requests(1)[0].json()["messages"][0]["content"] == "hello"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "gzip, identity", "GZIP"])
+def test_content_encoded_request_body_gets_415(stack, upstream, encoding):
+    """A compressed body cannot be inspected: refused before the body is even read, in the API's format."""
+    body = gzip.compress(json.dumps(chat(f"key {AWS_KEY}")).encode())
+    reply, _ = post(stack, CHAT, body, {"content-encoding": encoding})
+    error = openai_error(reply, 415)
+    assert error["code"] == "unsupported_content_encoding"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_content_encoded_request_in_ollama_and_anthropic_formats(stack, upstream):
+    body = gzip.compress(json.dumps(chat()).encode())
+    reply, _ = post(stack, OLLAMA, body, {"content-encoding": "gzip"})
+    assert reply.status == 415 and "uncompressed" in reply.json()["error"]
+    reply, _ = post(stack, ANTHROPIC, body, {"content-encoding": "gzip"})
+    assert reply.status == 415 and reply.json()["type"] == "error"
+    assert_nothing_reached_upstream(upstream)
+
+
+def test_identity_content_encoding_passes(stack, upstream):
+    reply, _ = post(stack, CHAT, json.dumps(chat()).encode(), {"content-encoding": "identity"})
+    assert reply.status == 200
+
+
+def test_content_encoding_on_a_non_llm_path_passes_through(stack, upstream):
+    """Non-LLM traffic is not inspected (unknown_paths: allow), so its encoding is none of our business."""
+    upstream.respond("/upload", headers={"content-type": "application/json"}, body=b"{}")
+    reply, _ = post(stack, "/upload", gzip.compress(b"data"), {"content-encoding": "gzip"})
+    assert reply.status == 200
+    [received] = upstream.wait_for_requests(1)
+    assert received.headers["content-encoding"] == "gzip"
+    assert received.body == b"data"  # aiohttp, like many servers, inflates a gzip request body: hence the 415
+
+
+# ---- 100 000 messages: last, because a scan Envoy gave up on still occupies the worker afterwards -------
+def test_100k_messages_are_scanned_and_forwarded_within_the_message_timeout(stack, upstream):
+    """3.1 MB, 100 000 messages: every message is scanned (one detector call each) and the request goes on.
+    About 2 s of CPU in the service on this machine, close to the 2 s message_timeout (see docs/faults.md)."""
+    body = json.dumps(chat() | {"messages": [{"role": "user", "content": "hi"}] * 100_000}).encode()
+    reply, seconds = post(stack, CHAT, body)
+    assert reply.status in (200, 504), reply.body[:200]
+    if reply.status == 504:  # Envoy's message_timeout, not the service: recorded, not hidden
+        assert b"policy_error" not in reply.body
+        pytest.xfail(f"scanning 100k messages outlasted the 2 s message_timeout ({seconds:.1f} s on a loaded box)")
+    [received] = upstream.wait_for_requests(1, timeout=10)
+    assert len(received.json()["messages"]) == 100_000
+
+
+def test_100k_messages_with_one_secret_are_denied(stack, upstream):
+    messages = [{"role": "user", "content": "hi"}] * 99_999 + [{"role": "user", "content": f"key {AWS_KEY}"}]
+    reply, seconds = post(stack, CHAT, json.dumps(chat() | {"messages": messages}).encode())
+    if reply.status == 504:
+        pytest.xfail(f"scanning 100k messages outlasted the 2 s message_timeout ({seconds:.1f} s)")
+    error = openai_error(reply, 403)
+    assert error["code"] == "policy_violation"
+    assert_nothing_reached_upstream(upstream)
+
+
+@pytest.mark.xfail(strict=True, reason="reported: a request is scanned on the service's event loop, so one "
+                                       "100k-message body (~2 s of CPU) stalls every exchange on that worker")
+def test_a_huge_request_does_not_stall_other_exchanges(stack, upstream):
+    import threading
+
+    big = json.dumps(chat() | {"messages": [{"role": "user", "content": "hi"}] * 100_000}).encode()
+    thread = threading.Thread(target=post, args=(stack, CHAT, big))
+    thread.start()
+    time.sleep(0.3)  # the big body is being scanned
+    try:
+        reply, seconds = post(stack, CHAT, json.dumps(chat("small")).encode())
+    finally:
+        thread.join()
+    # Measured: the small request waits for the big scan and, past message_timeout, gets Envoy's 504 too.
+    assert reply.status == 200 and seconds < 0.5, (reply.status, round(seconds, 2))
+
+
+# ---- afterwards: nothing from these requests reached a log ----------------------------------------------
+def test_no_5xx_from_the_service_and_no_secret_in_logs(stack):
+    records = stack.audit_records()
+    assert records
+    statuses = [r.get("status_sent") for r in records if r.get("status_sent")]
+    assert all(400 <= s < 500 for s in statuses), statuses
+    assert not [r for r in records if r.get("decision") == "error"]
+    service_log = stack.log("service")
+    assert '"message_failed"' not in service_log
+    for secret in (AWS_KEY, SECRET):
+        assert secret not in service_log and secret not in stack.log("envoy")
