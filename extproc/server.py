@@ -32,6 +32,16 @@ class ServeOptions:
     tls_client_ca: str | None = None
 
 
+LARGE_BODY_BYTES = 256 * 1024
+MORE_TIME = pb.ProcessingResponse()
+MORE_TIME.override_message_timeout.FromSeconds(30)  # bounded by the filter's max_message_timeout
+
+
+def _is_large_body(request: pb.ProcessingRequest) -> bool:
+    kind = request.WhichOneof("request")
+    return kind in ("request_body", "response_body") and len(getattr(request, kind).body) > LARGE_BODY_BYTES
+
+
 class ExternalProcessor(pb.ExternalProcessorServicer):
     def __init__(self, holder: PolicyHolder) -> None:
         self.holder = holder
@@ -42,7 +52,13 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
         metrics.STREAMS_IN_FLIGHT.inc()
         try:
             async for request in request_iterator:
-                yield session.handle(request)
+                if _is_large_body(request):
+                    # Scanning a big body takes long: ask Envoy for more time, and scan in a thread so the
+                    # event loop keeps serving the other exchanges meanwhile.
+                    yield MORE_TIME
+                    yield await asyncio.to_thread(session.handle, request)
+                else:
+                    yield session.handle(request)
         finally:
             metrics.STREAMS_IN_FLIGHT.dec()
             session.finish()

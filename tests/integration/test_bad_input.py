@@ -271,8 +271,6 @@ def test_100k_messages_with_one_secret_are_denied(stack, upstream):
     assert_nothing_reached_upstream(upstream)
 
 
-@pytest.mark.xfail(strict=True, reason="reported: a request is scanned on the service's event loop, so one "
-                                       "100k-message body (~2 s of CPU) stalls every exchange on that worker")
 def test_a_huge_request_does_not_stall_other_exchanges(stack, upstream):
     import threading
 
