@@ -42,12 +42,29 @@ def ollama_usage(payload: Any) -> dict[str, int] | None:
     return token_usage(payload, ("prompt_eval_count",), "eval_count")
 
 
+class OllamaFamily(Shape):
+    """What Ollama's native APIs share: NDJSON streams ended by `done`, usage counts, `{"error": ...}`."""
+
+    stream_framing = "ndjson"
+
+    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
+        return ollama_closed_keys(payload, keys)
+
+    def usage_of(self, payload: Any) -> dict[str, int] | None:
+        return ollama_usage(payload)
+
+    def error_body(self, status: int, code: str, message: str) -> bytes:
+        return ollama_error(message)
+
+    def stream_error_event(self, code: str, message: str) -> bytes:
+        return ollama_error(message) + b"\n"
+
+
 @register
-class OllamaChat(Shape):
+class OllamaChat(OllamaFamily):
     name = "ollama_chat"
     output_limit_fields = (("options", "num_predict"),)
     paths = ("/api/chat",)
-    stream_framing = "ndjson"
 
     def parse_request(self, doc: Any) -> ParsedRequest:
         doc = request_object(doc)
@@ -75,17 +92,6 @@ class OllamaChat(Shape):
                 deltas.append(TextDelta(("tool", _call_index(message, call), *path), s.text, s.locator))
         return deltas
 
-    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        return ollama_closed_keys(payload, keys)
-
-    def usage_of(self, payload: Any) -> dict[str, int] | None:
-        return ollama_usage(payload)
-
-    def error_body(self, status: int, code: str, message: str) -> bytes:
-        return ollama_error(message)
-
-    def stream_error_event(self, code: str, message: str) -> bytes:
-        return ollama_error(message) + b"\n"
 
 
 def ollama_closed_keys(payload: Any, keys: Iterable[Any]) -> list[Any]:

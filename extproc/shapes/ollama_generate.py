@@ -5,13 +5,11 @@ absent => true): NDJSON lines with `response` deltas, the last `done: true` with
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
-from extproc.shapes.base import Shape
-from extproc.shapes.ollama_chat import ollama_closed_keys, ollama_error, ollama_usage
+from extproc.shapes.ollama_chat import OllamaFamily
 from extproc.shapes.openai_completions import build_request, optional_string, request_object
 
 _REQUEST_FIELDS = (("system", "system"), ("prompt", "user"), ("suffix", "user"))
@@ -19,7 +17,7 @@ _RESPONSE_FIELDS = ("response", "thinking")
 
 
 @register
-class OllamaGenerate(Shape):
+class OllamaGenerate(OllamaFamily):
     name = "ollama_generate"
     output_limit_fields = (("options", "num_predict"),)
     paths = ("/api/generate",)
@@ -37,17 +35,6 @@ class OllamaGenerate(Shape):
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
         return [TextDelta(field, text, (field,)) for field, text in _texts(payload) if text]
 
-    def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        return ollama_closed_keys(payload, keys)
-
-    def usage_of(self, payload: Any) -> dict[str, int] | None:
-        return ollama_usage(payload)
-
-    def error_body(self, status: int, code: str, message: str) -> bytes:
-        return ollama_error(message)
-
-    def stream_error_event(self, code: str, message: str) -> bytes:
-        return ollama_error(message) + b"\n"
 
 
 def _texts(doc: Any) -> list[tuple[str, str]]:

@@ -89,8 +89,32 @@ def openai_error(status: int, code: str, message: str) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": error_type, "code": code}})
 
 
+class OpenAIFamily(Shape):
+    """What every OpenAI-style API shares: usage reporting, `stream_options.include_usage`, error format."""
+
+    def usage_of(self, payload: Any) -> dict[str, int] | None:
+        return openai_usage(payload)
+
+    def ask_stream_usage(self, doc: Any) -> bool:
+        return ask_openai_stream_usage(doc)
+
+    def is_usage_only(self, payload: Any) -> bool:
+        return isinstance(payload, dict) and payload.get("choices") == [] and "usage" in payload
+
+    def error_body(self, status: int, code: str, message: str) -> bytes:
+        return openai_error(status, code, message)
+
+    def stream_error_event(self, code: str, message: str) -> bytes:
+        return b"data: " + openai_error(403, code, message) + b"\n\n"
+
+
+def finished_choices(payload: Any) -> set[int]:
+    """Indexes of the choices this streamed event finishes."""
+    return {_index(c, i) for i, c in enumerate(_choices(payload)) if c.get("finish_reason")}
+
+
 @register
-class OpenAIChat(Shape):
+class OpenAIChat(OpenAIFamily):
     name = "openai_chat"
     output_limit_fields = (("max_completion_tokens",), ("max_tokens",))
     paths = ("/v1/chat/completions", "/chat/completions", "/openai/v1/chat/completions")
@@ -130,23 +154,8 @@ class OpenAIChat(Shape):
         return deltas
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        finished = {_index(c, i) for i, c in enumerate(_choices(payload)) if c.get("finish_reason")}
+        finished = finished_choices(payload)
         return [k for k in keys if isinstance(k, tuple) and k and k[0] in finished]
-
-    def usage_of(self, payload: Any) -> dict[str, int] | None:
-        return openai_usage(payload)
-
-    def ask_stream_usage(self, doc: Any) -> bool:
-        return ask_openai_stream_usage(doc)
-
-    def is_usage_only(self, payload: Any) -> bool:
-        return isinstance(payload, dict) and payload.get("choices") == [] and "usage" in payload
-
-    def error_body(self, status: int, code: str, message: str) -> bytes:
-        return openai_error(status, code, message)
-
-    def stream_error_event(self, code: str, message: str) -> bytes:
-        return b"data: " + openai_error(403, code, message) + b"\n\n"
 
 
 def _tool_call_deltas(calls: Any, index: int, position: int) -> list[TextDelta]:

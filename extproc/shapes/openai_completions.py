@@ -14,7 +14,7 @@ from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
 from extproc.shapes.base import Shape, build_request, optional_string  # noqa: F401 (re-exported)
-from extproc.shapes.openai_chat import ask_openai_stream_usage, openai_error, openai_usage
+from extproc.shapes.openai_chat import OpenAIFamily, finished_choices
 
 
 # ---- request helpers shared by the shape modules ----------------------------------------------------------
@@ -82,7 +82,7 @@ def sse_error_event(body: bytes, event: str | None = None) -> bytes:
 
 # ---- the shape --------------------------------------------------------------------------------------------
 @register
-class OpenAICompletions(Shape):
+class OpenAICompletions(OpenAIFamily):
     name = "openai_completions"
     output_limit_fields = (("max_tokens",),)
     paths = ("/v1/completions", "/completions", "/openai/v1/completions")
@@ -104,26 +104,8 @@ class OpenAICompletions(Shape):
                 for i, index, text in _choice_texts(payload) if text]
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        choices = payload.get("choices") if isinstance(payload, dict) else None
-        done = {c.get("index", i) if isinstance(c.get("index", i), int) else i
-                for i, c in enumerate(choices) if isinstance(c, dict) and c.get("finish_reason")} \
-            if isinstance(choices, list) else set()
-        return [k for k in keys if k in done]
-
-    def usage_of(self, payload: Any) -> dict[str, int] | None:
-        return openai_usage(payload)
-
-    def ask_stream_usage(self, doc: Any) -> bool:
-        return ask_openai_stream_usage(doc)
-
-    def is_usage_only(self, payload: Any) -> bool:
-        return isinstance(payload, dict) and payload.get("choices") == [] and "usage" in payload
-
-    def error_body(self, status: int, code: str, message: str) -> bytes:
-        return openai_error(status, code, message)
-
-    def stream_error_event(self, code: str, message: str) -> bytes:
-        return sse_error_event(openai_error(403, code, message))
+        finished = finished_choices(payload)
+        return [k for k in keys if k in finished]
 
 
 def _choice_texts(doc: Any) -> list[tuple[int, Any, str]]:

@@ -3,6 +3,7 @@ from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.email import EmailDetector
+from detector_checks import assert_hold_sound
 
 DETECTOR = EmailDetector()
 VALID = [
@@ -22,12 +23,6 @@ PROSE = ["hello", "mail", "me", "at", "Grüße", "日本語", "—", "x", "@", "
 
 def spans(text):
     return [(f.start, f.end, f.label) for f in DETECTOR.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

@@ -8,6 +8,7 @@ from stdnum import numdb
 
 from extproc.detectors import get
 from extproc.detectors.iban import _LAYOUTS, _LENGTHS, IbanDetector, mod97_valid
+from detector_checks import assert_hold_sound
 
 DETECTOR = IbanDetector()
 VALID = [
@@ -29,12 +30,6 @@ CHARS = {"n": "0123456789", "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "c": "0123456789A
 
 def spans(text):
     return [(f.start, f.end, f.label) for f in DETECTOR.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

@@ -4,22 +4,13 @@ from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.ip_address import IpAddressDetector, IpParams
+from detector_checks import assert_hold_sound, spans
 
 DETECTOR = IpAddressDetector()
 PUBLIC_ONLY = IpAddressDetector(IpParams(include_private=False))
 VALID = ["192.168.0.1", "8.8.8.8", "255.255.255.255", "2001:db8::8a2e:370:7334", "::1", "fe80::1",
          "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "::ffff:192.0.2.128", "2606:4700:4700::1111"]
 PROSE = ["host", "at", "Адрес", "日本語", "—", "1.2", "v2", "::", ":", ".", "cafe", "10", "port", "ü"]
-
-
-def spans(detector, text):
-    return [(f.start, f.end, f.label) for f in detector.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from extproc.detectors import get
 from extproc.detectors.national_id import SUPPORTED_COUNTRIES, NationalIdDetector, NationalIdParams
+from detector_checks import assert_hold_sound, spans
 
 DETECTOR = NationalIdDetector()
 # (type, value, words before it): values are python-stdnum's documented examples or public test numbers.
@@ -27,16 +28,6 @@ CASES = [
     ("ua_rntrc", "1759013776", "РНОКПП "), ("au_tfn", "123 456 782", "TFN "),
 ]
 PROSE = ["ID", "Nr.", "is", "Grüße", "日本語", "—", "-", "12", "AB", "DE", "X", "2023", "BSN", "ö", "/", "OK"]
-
-
-def spans(detector, text):
-    return [(f.start, f.end, f.label) for f in detector.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

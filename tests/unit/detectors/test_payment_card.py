@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.payment_card import PaymentCardDetector, luhn_valid, scheme_of
+from detector_checks import assert_hold_sound
 
 DETECTOR = PaymentCardDetector()
 VALID = {
@@ -30,12 +31,6 @@ def spans(text):
 
 def with_check_digit(body):
     return next(body + d for d in "0123456789" if luhn_valid(body + d))
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

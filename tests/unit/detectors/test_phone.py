@@ -5,6 +5,7 @@ from pydantic import ValidationError
 
 from extproc.detectors import get
 from extproc.detectors.phone import PhoneDetector, PhoneParams
+from detector_checks import assert_hold_sound, spans
 
 DETECTOR = PhoneDetector()
 VALID = [
@@ -25,16 +26,6 @@ VALID = [
 ]
 PROSE = ["call", "me", "at", "Grüße", "日本語", "—", "x", "ext", "tel.", "12", "2023", "-", "(", ")", "+", "on",
          "1.5", "#3", "room", "ö"]
-
-
-def spans(detector, text):
-    return [(f.start, f.end, f.label) for f in detector.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():

@@ -4,19 +4,10 @@ from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.us_ssn import SsnParams, UsSsnDetector, issuable
+from detector_checks import assert_hold_sound, spans
 
 DETECTOR = UsSsnDetector()
 PROSE = ["my", "SSN", "is", "Grüße", "日本語", "—", "-", "12", "2023", "no.", "ö", "social", "security", "x"]
-
-
-def spans(detector, text):
-    return [(f.start, f.end, f.label) for f in detector.find(text)]
-
-
-def assert_hold_sound(detector, text):
-    for finding in detector.find(text):
-        for n in range(finding.start + 1, finding.end):
-            assert finding.start >= n - detector.hold(text[:n]), (text, finding, n)
 
 
 def test_registered():
