@@ -184,15 +184,17 @@ class StreamScanner:
         run of base64/hex/percent characters is held too, as it may grow into an encoded blob."""
         if not self._hold_detectors:
             return len(unreleased)
-        if not self.normalized:
-            return len(unreleased) - max((d.hold(unreleased) for d in self._hold_detectors), default=0)
+        raw = [d for d in self._hold_detectors if not (self.normalized and d.normalized)]
+        safe = len(unreleased) - max((d.hold(unreleased) for d in raw), default=0)
+        if len(raw) == len(self._hold_detectors):
+            return safe
         folded = fold(unreleased)
         text = folded.text
-        hold = max((d.hold(text) for d in self._hold_detectors), default=0)
+        hold = max((d.hold(text) for d in self._hold_detectors if d not in raw), default=0)
         hold = max(hold, hold_run(text, ENCODED_CHARS, MAX_ENCODED_HOLD))
         if hold == 0:
-            return len(unreleased)
-        return folded.to_original(len(text) - hold, len(text))[0]
+            return safe
+        return min(safe, folded.to_original(len(text) - hold, len(text))[0])
 
     def _settle(self, kt: _KeyText, hits: list[Hit]) -> None:
         offset = kt.released  # report offsets in the key's whole text, not in the rescanned tail

@@ -28,6 +28,9 @@ class Detector(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     max_span: int = 256
+    # False for detectors that must see the text exactly as sent (e.g. a URL allowlist, where folding a
+    # look-alike letter to ASCII would turn a foreign host into an allowed one).
+    normalized: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -107,7 +107,7 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views)
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)])
         for finding in cache[key]:
             if finding.score >= rule.min_score:
                 hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))
