@@ -15,7 +15,7 @@ _log = logs.get("extproc.audit")
 def hit_record(hit: Hit) -> dict[str, Any]:
     record = {
         "rule": hit.rule.id,
-        "action": hit.rule.action,
+        "action": hit.action,
         "mode": hit.rule.mode,
         "direction": hit.direction,
         "detector": hit.finding.detector,
@@ -34,7 +34,7 @@ def emit(fields: dict[str, Any], verdict: Verdict) -> None:
     """Write the exchange's audit record and count it in metrics."""
     decision = fields.get("decision") or verdict.decision
     for hit in verdict.hits:
-        metrics.RULE_HITS.labels(rule=hit.rule.id, action=hit.rule.action, mode=hit.rule.mode).inc()
+        metrics.RULE_HITS.labels(rule=hit.rule.id, action=hit.action, mode=hit.rule.mode).inc()
     metrics.REQUESTS.labels(shape=fields.get("shape") or "none", decision=decision).inc()
     record = {**fields, "decision": decision, "would": verdict.would, "rules": verdict.rule_ids(),
               "hits": [hit_record(h) for h in verdict.hits]}

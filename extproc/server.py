@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
+from typing import Any
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -56,12 +58,26 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
                     # Scanning a big body takes long: ask Envoy for more time, and scan in a thread so the
                     # event loop keeps serving the other exchanges meanwhile.
                     yield MORE_TIME
-                    yield await asyncio.to_thread(session.handle, request)
+                    reply = await asyncio.to_thread(session.handle, request)
                 else:
-                    yield session.handle(request)
+                    reply = session.handle(request)
+                yield reply if isinstance(reply, pb.ProcessingResponse) else await reply
         finally:
             metrics.STREAMS_IN_FLIGHT.dec()
-            session.finish()
+            _in_background(session.finish())
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None] | None) -> None:
+    """Run end-of-exchange work (settling budgets) without delaying the stream's end; keep a reference so
+    the task is not garbage-collected before it ran."""
+    if work is None:
+        return
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def grpc_options(options: ServeOptions) -> list[tuple[str, int]]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import orjson
 
 from extproc import audit, envoy, limits, logs, metrics, pb, shapes
+from extproc.checks.context import CheckContext
 from extproc.errors import (GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable,
                             UnsupportedEncoding)
-from extproc.policy.compile import CompiledPolicy, Exchange
+from extproc.policy.compile import CompiledCheck, CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
 from extproc.normalize import Budget
 from extproc.redact import apply_spans, merge_spans
@@ -48,28 +50,45 @@ class Session:
         self.budget = Budget()  # normalisation work allowed for this whole exchange
         self.started = time.monotonic()
         self.finished = False
+        self.checks: tuple[CompiledCheck, ...] = ()
+        self.ctx: CheckContext | None = None  # set when checks apply to this exchange
 
     # ---- dispatch -------------------------------------------------------------------------------------
-    def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse:
+    def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
+        """The reply to one message. When checks with I/O (e.g. a Redis budget) apply, the request body's
+        reply is an awaitable; everything else is answered synchronously."""
         kind = request.WhichOneof("request")
         started = time.perf_counter()
         self.messages += 1
         try:
-            return getattr(self, f"_on_{kind}")(getattr(request, kind))
-        except GatewayError as exc:
-            return self._refuse(exc, kind)
+            reply = getattr(self, f"_on_{kind}")(getattr(request, kind))
+            if not isinstance(reply, pb.ProcessingResponse):
+                return self._guarded(reply, kind)
+            return reply
         except Exception as exc:  # the session boundary: anything unexpected fails closed
-            metrics.ERRORS.labels(kind="internal").inc()
-            _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=_where(exc),
-                       request_id=self.fields.get("request_id"))
-            return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
+            return self._on_failure(exc, kind)
         finally:
             metrics.cached_child(metrics.MESSAGE_SECONDS, phase=kind).observe(time.perf_counter() - started)
 
-    def finish(self) -> None:
-        """Write the audit record; called exactly once when the gRPC stream ends, however it ends."""
+    async def _guarded(self, reply: Awaitable[pb.ProcessingResponse], kind: str) -> pb.ProcessingResponse:
+        try:
+            return await reply
+        except Exception as exc:
+            return self._on_failure(exc, kind)
+
+    def _on_failure(self, exc: Exception, kind: str) -> pb.ProcessingResponse:
+        if isinstance(exc, GatewayError):
+            return self._refuse(exc, kind)
+        metrics.ERRORS.labels(kind="internal").inc()
+        _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=_where(exc),
+                   request_id=self.fields.get("request_id"))
+        return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
+
+    def finish(self) -> Coroutine[Any, Any, None] | None:
+        """Write the audit record; called exactly once when the gRPC stream ends, however it ends. Returns the
+        checks' `on_finish` work (e.g. settling a budget) for the caller to run in the background."""
         if self.finished:
-            return
+            return None
         self.finished = True
         if self.scanner is not None:
             self.verdict.hits.extend(self.scanner.hits)
@@ -81,7 +100,14 @@ class Session:
             # first message arrived; the upstream reset, the client left or a timeout cut the response).
             self.fields["incomplete"] = True
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
+        if self.ctx is not None:
+            self.fields.update(self.ctx.fields)
         audit.emit(self.fields, self.verdict)
+        if self.ctx is None:
+            return None
+        self.ctx.usage = self.fields.get("usage") or {}
+        self.ctx.complete = self.response_ended and "code" not in self.fields
+        return _finish_checks(self.checks, self.ctx)
 
     # ---- request ---------------------------------------------------------------------------------------
     def _on_request_headers(self, msg: Any) -> pb.ProcessingResponse:
@@ -110,10 +136,12 @@ class Session:
         assert self.shape is not None
         exchange = Exchange(path.split("?")[0], self.shape.name, None, self.headers)
         response_rules = self.policy.rules_for("response", exchange, model_known=False)
+        checks = self.policy.checks_for(exchange, model_known=False)
         # The body names the model: rules scoped by model need it, and usage tracking may rewrite it.
-        request = bool(self.policy.rules_for("request", exchange, model_known=False)) \
-            or self.settings.track_stream_usage or _limits_set(self.settings.limits) or any(not rule.models.any for rule in response_rules)
-        response = bool(response_rules)
+        request = bool(self.policy.rules_for("request", exchange, model_known=False)) or bool(checks) \
+            or self.settings.track_stream_usage or _limits_set(self.settings.limits) \
+            or any(not rule.models.any for rule in response_rules)
+        response = bool(response_rules) or any("response" in c.check.needs for c in checks)
         if request and response:
             return None
         if not request:
@@ -135,11 +163,32 @@ class Session:
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields.update(model=parsed.model, stream=parsed.stream)
         clamped = limits.enforce(self.settings.limits, self.shape, parsed)
+        self.checks = self.policy.checks_for(exchange)
+        if self.checks:
+            self.ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
+            return self._request_checks_then_rules(parsed, clamped)
+        return self._request_rules(parsed, exchange, clamped)
+
+    async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:
+        assert self.ctx is not None and self.shape is not None
+        for rule in self.checks:
+            await _run_check(rule, rule.check.on_request(rule, self.ctx))
+        # A check may have rewritten the model (an alias): rules match on the model that is sent on.
+        exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
+        self.fields["model"] = parsed.model
+        self.ctx.exchange = exchange
+        return self._request_rules(parsed, exchange, clamped or self.ctx.changed)
+
+    def _request_rules(self, parsed: Any, exchange: Exchange, changed: bool) -> pb.ProcessingResponse:
+        assert self.shape is not None
+        doc = parsed.doc
         self.response_rules = self.policy.rules_for("response", exchange)
-        changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc, "request")
+        if self.ctx is not None and self.ctx.response_rules:
+            self.response_rules = (*self.response_rules, *self.ctx.response_rules)
+        changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc,
+                                    "request") or changed
         if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
             self.asked_for_usage = changed = True
-        changed = changed or clamped
         if not changed:
             return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
                 else CONTINUE_REQUEST_BODY
@@ -168,7 +217,10 @@ class Session:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         self.fields["status"] = status
         annotate = [(self.settings.annotate_header, self._annotation())]
-        inspect = self.shape is not None and self.response_rules and 200 <= status < 300 and not msg.end_of_stream
+        if self.ctx is not None:
+            self.ctx.response_headers = headers
+        wanted = bool(self.response_rules) or any("response" in c.check.needs for c in self.checks)
+        inspect = self.shape is not None and wanted and 200 <= status < 300 and not msg.end_of_stream
         if not inspect:
             return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
         if headers.get("content-encoding", "identity") not in ("identity", ""):
@@ -179,7 +231,8 @@ class Session:
             self.scanner = StreamScanner(self.shape, framing, self.response_rules,
                                          self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
                                          self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
-                                         normalized=self.settings.normalize)
+                                         normalized=self.settings.normalize,
+                                         on_payload=self._stream_payload_checks if self.checks else None)
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))
@@ -209,6 +262,8 @@ class Session:
             metrics.ERRORS.labels(kind="response_not_json").inc()
             return CONTINUE_RESPONSE_BODY
         self._record_usage(self.shape.usage_of(doc))
+        for rule in self.checks:
+            _run_check_sync(rule, lambda rule=rule: rule.check.on_response_doc(rule, self.ctx, doc))
         segments = self.shape.response_segments(doc)
         changed = self._apply_rules(self.response_rules, segments, doc, "response")
         annotate = [(self.settings.annotate_header, self._annotation())]
@@ -218,6 +273,10 @@ class Session:
                                                  code="response_unrewritable"))
         return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
                                 set_headers=[*annotate, ("content-length", str(len(new_body)))])
+
+    def _stream_payload_checks(self, payload: Any) -> None:
+        for rule in self.checks:
+            _run_check_sync(rule, lambda rule=rule: rule.check.on_stream_payload(rule, self.ctx, payload))
 
     # ---- trailers: never requested by our configs, answered correctly if they come ----------------------
     def _on_request_trailers(self, msg: Any) -> pb.ProcessingResponse:
@@ -236,7 +295,10 @@ class Session:
         self._record_error(exc, after_stream_start=False)
         body = self._error_shape().error_body(exc.status, exc.code, exc.message)
         header = f"{self.fields['decision']}; code={exc.code}" + (f"; rules={','.join(exc.rules)}" if exc.rules else "")
-        return envoy.immediate_reply(exc.status, body, set_headers=[(self.settings.annotate_header, header)],
+        headers = [(self.settings.annotate_header, header)]
+        if getattr(exc, "retry_after", None) is not None:
+            headers.append(("retry-after", str(max(1, int(exc.retry_after)))))
+        return envoy.immediate_reply(exc.status, body, set_headers=headers,
                                      details=f"llm_policy_{exc.code}", metadata=self._metadata())
 
     def _record_error(self, exc: GatewayError, after_stream_start: bool) -> None:
@@ -266,6 +328,44 @@ class Session:
         return {"decision": self.fields.get("decision") or self.verdict.decision,
                 "rules": ",".join(self.verdict.rule_ids()), "shape": self.fields.get("shape", ""),
                 "model": self.fields.get("model") or "", "policy": self.fields["policy"]}
+
+
+async def _run_check(rule: CompiledCheck, step: Awaitable[None]) -> None:
+    """Await one check hook; a check that fails (not a policy outcome) is handled by its rule's on_error."""
+    try:
+        await step
+    except GatewayError:
+        raise
+    except Exception as exc:
+        _check_failed(rule, exc)
+
+
+def _run_check_sync(rule: CompiledCheck, step: Any) -> None:
+    try:
+        step()
+    except GatewayError:
+        raise
+    except Exception as exc:
+        _check_failed(rule, exc)
+
+
+def _check_failed(rule: CompiledCheck, exc: Exception) -> None:
+    metrics.ERRORS.labels(kind="check").inc()
+    _log.warning("check_failed", rule=rule.id, check=rule.check.name, error_type=type(exc).__name__,
+                 where=_where(exc))
+    if rule.on_error == "fail_closed":
+        raise PolicyUnavailable(f"check {rule.check.name!r} failed ({type(exc).__name__}); rule {rule.id!r} "
+                                "fails closed", rules=(rule.id,)) from None
+
+
+async def _finish_checks(checks: tuple[CompiledCheck, ...], ctx: CheckContext) -> None:
+    for rule in checks:
+        try:
+            await rule.check.on_finish(rule, ctx)
+        except Exception as exc:  # background work: nothing left to refuse, so count and log it
+            metrics.ERRORS.labels(kind="check").inc()
+            _log.warning("check_finish_failed", rule=rule.id, check=rule.check.name,
+                         error_type=type(exc).__name__, where=_where(exc))
 
 
 def _dumps(doc: Any, too_deep: GatewayError) -> bytes:

@@ -58,8 +58,9 @@ class _Pending:
 class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
                  on_limit: str, max_total: int | None = None, strip_usage: bool = False,
-                 normalized: bool = True) -> None:
+                 normalized: bool = True, on_payload: Any = None) -> None:
         self.shape = shape
+        self.on_payload = on_payload  # called with every decoded event (checks); may raise to end the stream
         self.normalized = normalized
         self.budget = Budget(max_attempts=4096)  # the tail is rescanned: allow more decode attempts
         self.max_total = max_total
@@ -129,6 +130,8 @@ class StreamScanner:
     def _append(self, record: Record, closed: set[Any]) -> list[Any]:
         payload = self.shape.decode_record(record)
         if payload is not None:
+            if self.on_payload is not None:
+                self.on_payload(payload)
             usage = self.shape.usage_of(payload)
             if usage:
                 self.usage.update(usage)

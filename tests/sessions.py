@@ -46,3 +46,9 @@ def start(session: Session, text: str = "hello", stream: bool = False):
     """Run request headers + body; return the body reply."""
     session.handle(request_headers())
     return session.handle(request_body(chat(text, stream)))
+
+
+async def handle(session: Session, message: pb.ProcessingRequest) -> pb.ProcessingResponse:
+    """Session.handle, awaiting the reply when checks made it asynchronous."""
+    reply = session.handle(message)
+    return reply if isinstance(reply, pb.ProcessingResponse) else await reply

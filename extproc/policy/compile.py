@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from extproc import detectors
+from extproc import checks, detectors
+from extproc.checks.base import Check
 from extproc.detectors.base import Detector
 from extproc.detectors.patterns import compile_re2
 from extproc.policy.load import LoadedPolicy, PolicyError
@@ -87,11 +88,34 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledCheck:
+    """A rule that runs a check; matches exchanges like a CompiledRule."""
+
+    id: str
+    action: str
+    mode: str
+    on_error: str
+    check: Check
+    paths: Glob
+    models: Glob
+    shapes: frozenset[str]
+    headers: tuple[tuple[str, Glob], ...]
+    capture = False
+
+    enforced = CompiledRule.enforced
+    applies_to = CompiledRule.applies_to
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     settings: Any
     digest: str
     _by_direction: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    checks: tuple[CompiledCheck, ...] = ()
+
+    def checks_for(self, exchange: Exchange, model_known: bool = True) -> tuple[CompiledCheck, ...]:
+        return tuple(c for c in self.checks if c.applies_to(exchange, model_known))
 
     def rules_for(self, direction: str, exchange: Exchange, model_known: bool = True) -> tuple[CompiledRule, ...]:
         """Rules of `direction` matching `exchange`; with model_known=False (request headers, before the body
@@ -103,29 +127,47 @@ class CompiledPolicy:
 
 
 def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
-    instances: dict[bytes, Detector] = {}
-    rules = tuple(_compile_rule(rule, instances) for rule in loaded.model.rules)
+    instances: dict[bytes, Any] = {}
+    rules = tuple(_compile_rule(rule, instances) for rule in loaded.model.rules if hasattr(rule, "detector"))
+    compiled_checks = tuple(_compile_check(rule, instances) for rule in loaded.model.rules
+                            if hasattr(rule, "check"))
     by_direction = {d: tuple(r for r in rules if d in r.directions) for d in ("request", "response")}
-    return CompiledPolicy(rules, loaded.model.settings, loaded.digest, by_direction)
+    return CompiledPolicy(rules, loaded.model.settings, loaded.digest, by_direction, compiled_checks)
 
 
-def _compile_rule(rule: Any, instances: dict[bytes, Detector]) -> CompiledRule:
-    key = orjson.dumps([rule.detector, rule.params.model_dump(mode="json")], option=orjson.OPT_SORT_KEYS)
+def _instance(kind: str, name: str, params: Any, rule_id: str, instances: dict[bytes, Any]) -> Any:
+    """One detector/check instance per (name, params), shared between rules."""
+    key = orjson.dumps([kind, name, params.model_dump(mode="json")], option=orjson.OPT_SORT_KEYS)
     if key not in instances:
+        registry = detectors if kind == "detector" else checks
         try:
-            instances[key] = detectors.get(rule.detector)(rule.params)
+            instances[key] = registry.get(name)(params)
         except ValueError as exc:
-            raise PolicyError(f"rule {rule.id!r}: {exc}") from None
+            raise PolicyError(f"rule {rule_id!r}: {exc}") from None
+    return instances[key]
+
+
+def _matchers(rule: Any) -> dict[str, Any]:
     match = rule.match
     try:
         headers = tuple((name.lower(), Glob(globs)) for name, globs in match.headers.items())
-        paths, models = Glob(match.paths), Glob(match.models)
+        return {"paths": Glob(match.paths), "models": Glob(match.models), "shapes": frozenset(match.shapes),
+                "headers": headers}
     except ValueError as exc:
         raise PolicyError(f"rule {rule.id!r}: {exc}") from None
+
+
+def _compile_check(rule: Any, instances: dict[bytes, Any]) -> CompiledCheck:
+    check = _instance("check", rule.check, rule.params, rule.id, instances)
+    return CompiledCheck(id=rule.id, action=rule.action, mode=rule.mode, on_error=rule.on_error, check=check,
+                         **_matchers(rule))
+
+
+def _compile_rule(rule: Any, instances: dict[bytes, Any]) -> CompiledRule:
+    detector: Detector = _instance("detector", rule.detector, rule.params, rule.id, instances)
     directions = frozenset({"request", "response"} if rule.direction == "both" else {rule.direction})
     return CompiledRule(
         id=rule.id, action=rule.action, mode=rule.mode, on_error=rule.on_error, directions=directions,
-        detector=instances[key], redaction=rule.redaction, min_score=rule.min_score, capture=rule.capture,
-        paths=paths, models=models, shapes=frozenset(match.shapes), headers=headers,
-        roles=frozenset(match.roles),
+        detector=detector, redaction=rule.redaction, min_score=rule.min_score, capture=rule.capture,
+        roles=frozenset(rule.match.roles), **_matchers(rule),
     )

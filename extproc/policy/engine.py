@@ -28,6 +28,11 @@ class Hit:
     finding: Finding
     value: str  # the matched text: used for digests and redaction, never logged unless rule.capture
     direction: str
+    action_taken: str | None = None  # a check's rewrite records "redact" whatever its rule's action
+
+    @property
+    def action(self) -> str:
+        return self.action_taken or self.rule.action
 
 
 @dataclass(slots=True)
@@ -40,13 +45,13 @@ class Verdict:
     def decision(self) -> str:
         best = "allow"
         for hit in self.hits:
-            if hit.rule.enforced and ACTION_RANK[hit.rule.action] > ACTION_RANK[best]:
-                best = hit.rule.action
+            if hit.rule.enforced and ACTION_RANK[hit.action] > ACTION_RANK[best]:
+                best = hit.action
         return best
 
     @property
     def would(self) -> list[str]:
-        return sorted({f"would_{h.rule.action}" for h in self.hits if not h.rule.enforced})
+        return sorted({f"would_{h.action}" for h in self.hits if not h.rule.enforced})
 
     def rule_ids(self) -> list[str]:
         return sorted({h.rule.id for h in self.hits})

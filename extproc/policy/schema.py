@@ -6,9 +6,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
-from extproc import detectors
+from extproc import checks, detectors
 
 Action = Literal["deny", "redact", "annotate"]
 Mode = Literal["enforce", "monitor"]
@@ -52,6 +52,28 @@ class RuleBase(Strict):
     capture: bool = Field(False, description="log the matched text in the audit record (off by default)")
 
 
+class CheckMatch(Strict):
+    """Which exchanges a check applies to (as for detector rules, without roles)."""
+
+    paths: list[str] = Field(default_factory=list, description="glob patterns on the request path")
+    models: list[str] = Field(default_factory=list, description="glob patterns on the requested model")
+    shapes: list[str] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
+    headers: dict[str, list[str]] = Field(
+        default_factory=dict, description="header name -> glob patterns (e.g. a tenant header)"
+    )
+
+
+class CheckRuleBase(Strict):
+    """A rule that runs a check (models, tools, budgets, ...) on the exchange instead of a text detector."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    description: str = ""
+    action: Action = Field("deny", description="deny: refuse violations; annotate: only record them")
+    mode: Mode = "enforce"
+    on_error: OnError = "fail_closed"
+    match: CheckMatch = Field(default_factory=CheckMatch)
+
+
 class Limits(Strict):
     """Consumption limits applied to every LLM request (unset = no limit)."""
 
@@ -78,22 +100,36 @@ class Settings(Strict):
     annotate_header: str = Field("x-llm-policy", pattern=r"^[a-z0-9-]+$")
 
 
+def _rule_kind(value: Any) -> str | None:
+    """The union tag of a rule: `detector:<name>` or `check:<name>`."""
+    get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+    if get("detector") is not None:
+        return f"detector:{get('detector')}"
+    if get("check") is not None:
+        return f"check:{get('check')}"
+    return None
+
+
 @cache
 def rule_model() -> Any:
-    """The tagged union of rule models, one per registered detector."""
+    """The tagged union of rule models: one per registered detector (`detector: NAME`) and one per registered
+    check (`check: NAME`)."""
     variants = []
-    for name, cls in sorted(detectors.registry().items()):
-        variants.append(
-            create_model(
-                f"Rule_{name}",
-                __base__=RuleBase,
-                detector=(Literal[name], ...),  # type: ignore[valid-type]
+    for kind, base, registry in (("detector", RuleBase, detectors.registry()),
+                                 ("check", CheckRuleBase, checks.registry())):
+        for name, cls in sorted(registry.items()):
+            model = create_model(
+                f"Rule_{kind}_{name}",
+                __base__=base,
+                **{kind: (Literal[name], ...)},  # type: ignore[valid-type]
                 params=(cls.Params, Field(default_factory=cls.Params)),
             )
-        )
-    if len(variants) == 1:
-        return variants[0]
-    return Annotated[Union[tuple(variants)], Field(discriminator="detector")]  # noqa: UP007
+            variants.append(Annotated[model, Tag(f"{kind}:{name}")])
+    known = (f"detectors: {', '.join(sorted(detectors.registry()))}; "
+             f"checks: {', '.join(sorted(checks.registry()))}")
+    return Annotated[Union[tuple(variants)], Discriminator(  # noqa: UP007
+        _rule_kind, custom_error_type="unknown_rule_kind",
+        custom_error_message=f"a rule needs `detector: <name>` or `check: <name>` ({known})")]
 
 
 @cache
