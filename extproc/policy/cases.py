@@ -8,17 +8,23 @@ Cases file (default: the policy path with `.tests.yaml` in place of `.yaml`):
         text: "my key is sk-proj-..."
         expect: deny                # allow | annotate | redact | deny
         redacted: "..."             # optional: the exact text after redaction
+
+A case with `exchange:` instead of `text:` runs a whole request (and optionally a response) through the
+service in-process; see `extproc.policy.exchange_cases` for its fields.
 """
 
 from __future__ import annotations
 
 import yaml
 
+from extproc import logs
+from extproc.policy.exchange_cases import run_exchange
 from extproc.scan import evaluate_text, load
 
 
 def run_cases(policy_path: str, cases_path: str | None) -> int:
     cases_path = cases_path or policy_path.rsplit(".", 1)[0] + ".tests.yaml"
+    logs.configure("warning")  # exchange cases would print an audit record each
     policy = load(policy_path)
     with open(cases_path, encoding="utf-8") as handle:
         cases = (yaml.safe_load(handle) or {}).get("cases", [])
@@ -33,10 +39,26 @@ def run_cases(policy_path: str, cases_path: str | None) -> int:
 
 
 def _check(policy, case: dict) -> str | None:  # type: ignore[no-untyped-def]
+    if "exchange" in case:
+        return _check_exchange(policy, case)
     result = evaluate_text(policy, case["text"], case.get("direction", "request"), case.get("role"))
     if result.action != case["expect"]:
         rules = sorted({h.rule.id for h in result.hits})
         return f"expected {case['expect']}, got {result.action} (rules: {', '.join(rules) or 'none'})"
     if "redacted" in case and result.redacted != case["redacted"]:
         return f"redacted text differs: got {result.redacted!r}"
+    return None
+
+
+def _check_exchange(policy, case: dict) -> str | None:  # type: ignore[no-untyped-def]
+    result = run_exchange(policy, case["exchange"])
+    if result.decision != case["expect"]:
+        return f"expected {case['expect']}, got {result.decision} (code: {result.code or 'none'})"
+    for key in ("status", "code"):
+        if key in case and getattr(result, key) != case[key]:
+            return f"expected {key} {case[key]!r}, got {getattr(result, key)!r}"
+    for name, value in (case.get("request_body") or {}).items():
+        sent = (result.request_body or {}).get(name)
+        if sent != value:
+            return f"expected the request body's {name!r} to be {value!r}, got {sent!r}"
     return None
