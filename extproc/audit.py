@@ -25,9 +25,17 @@ def hit_record(hit: Hit) -> dict[str, Any]:
         "length": len(hit.value),
         "digest": keyed_digest(hit.value),
     }
+    owasp = _owasp_of(hit)
+    if owasp:
+        record["owasp"] = owasp
     if hit.rule.capture:
         record["captured"] = hit.value
     return record
+
+
+def _owasp_of(hit: Hit) -> list[str]:
+    component = getattr(hit.rule, "detector", None) or getattr(hit.rule, "check", None)
+    return list(getattr(component, "owasp", ()))
 
 
 def emit(fields: dict[str, Any], verdict: Verdict) -> None:

@@ -37,6 +37,9 @@ class Check(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     needs: ClassVar[frozenset[str]] = frozenset({"request"})
+    # OWASP Top 10 for LLM Applications entries this covers, 2025 and 2026 numbering, e.g. ("LLM03:2025",
+    # "LLM04:2026"); written into every audit hit so reports can group by them.
+    owasp: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -28,6 +28,9 @@ class Detector(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     max_span: int = 256
+    # OWASP Top 10 for LLM Applications entries this covers, 2025 and 2026 numbering, e.g. ("LLM03:2025",
+    # "LLM04:2026"); written into every audit hit so reports can group by them.
+    owasp: ClassVar[tuple[str, ...]] = ()
     # False for detectors that must see the text exactly as sent (e.g. a URL allowlist, where folding a
     # look-alike letter to ASCII would turn a foreign host into an allowed one).
     normalized: ClassVar[bool] = True

@@ -54,6 +54,7 @@ def _is_domain_char(ch: str) -> bool:
 @register
 class EmailDetector(Detector):
     name = "email"
+    owasp = ("LLM02:2025", "LLM02:2026")
     max_span = 254  # RFC 5321 path limit: 256 minus the angle brackets
 
     def find(self, text: str) -> list[Finding]:

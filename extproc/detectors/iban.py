@@ -54,6 +54,7 @@ def mod97_valid(compact: str) -> bool:
 @register
 class IbanDetector(Detector):
     name = "iban"
+    owasp = ("LLM02:2025", "LLM02:2026")
     max_span = 2 * _LONGEST - 1  # a separator between every two characters
 
     def find(self, text: str) -> list[Finding]:

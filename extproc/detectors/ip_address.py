@@ -35,6 +35,7 @@ class IpParams(BaseModel):
 @register
 class IpAddressDetector(Detector):
     name = "ip_address"
+    owasp = ("LLM02:2025", "LLM02:2026")
     Params = IpParams
     max_span = _IPV6_MAX
 

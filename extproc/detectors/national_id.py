@@ -119,6 +119,7 @@ class NationalIdParams(BaseModel):
 @register
 class NationalIdDetector(Detector):
     name = "national_id"
+    owasp = ("LLM02:2025", "LLM02:2026")
     Params = NationalIdParams
     max_span = 22  # the longest layout: a spaced French NIR, `1 84 12 76 451 089 46`
 

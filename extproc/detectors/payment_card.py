@@ -74,6 +74,7 @@ def _grouping_ok(groups: list[str]) -> bool:
 @register
 class PaymentCardDetector(Detector):
     name = "payment_card"
+    owasp = ("LLM02:2025", "LLM02:2026")
     max_span = 23  # 19 digits printed as 4-4-4-4-3
 
     def find(self, text: str) -> list[Finding]:

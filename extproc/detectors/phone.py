@@ -51,6 +51,7 @@ class PhoneParams(BaseModel):
 @register
 class PhoneDetector(Detector):
     name = "phone"
+    owasp = ("LLM02:2025", "LLM02:2026")
     Params = PhoneParams
     max_span = 48  # 15 digits (E.164) after an international prefix, punctuation and an extension
 

@@ -252,6 +252,7 @@ class PromptInjection(Detector):
     """Scores instruction override, role hijack, prompt extraction, personas, fake delimiters, encoded payloads."""
 
     name = "prompt_injection"
+    owasp = ("LLM01:2025", "LLM01:2026")
     Params = Params
     max_span = WINDOW
 

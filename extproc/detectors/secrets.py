@@ -69,6 +69,7 @@ class _Compiled:
 @register
 class SecretsDetector(Detector):
     name = "secrets"
+    owasp = ("LLM02:2025", "LLM02:2026")
     Params = SecretsParams
 
     def __init__(self, params: SecretsParams | None = None) -> None:

@@ -484,6 +484,7 @@ def _window(text: str, start: int, pre, limit: int) -> str:  # type: ignore[no-u
 @register
 class UnsafeLinksDetector(Detector):
     name = "unsafe_links"
+    owasp = ("LLM05:2025", "LLM10:2026")
     normalized = False  # hosts must be judged as the browser will see them
     Params = UnsafeLinksParams
     max_span = CONTAINER_MAX

@@ -41,6 +41,7 @@ def issuable(digits: str) -> bool:
 @register
 class UsSsnDetector(Detector):
     name = "us_ssn"
+    owasp = ("LLM02:2025", "LLM02:2026")
     Params = SsnParams
     max_span = 11
 
