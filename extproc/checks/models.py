@@ -80,7 +80,7 @@ class ModelsParams(BaseModel):
 
 
 class ModelNames:
-    """The name rules: deny, allow, floating tags."""
+    """The name rules, in this order: deny, floating tags, allow (a floating tag is the more useful answer)."""
 
     def __init__(self, params: ModelsParams) -> None:
         self.allow = Glob(params.allow)
@@ -95,13 +95,13 @@ class ModelNames:
         names = (model, ollama_name(model)) if ollama else (model,)
         if self.deny is not None and any(self.deny(name) for name in names):
             return "model_not_allowed", "is denied"
-        if not any(self.allow(name) for name in names):
-            return "model_not_allowed", "is not in the allow list"
         tag = split_tag(names[-1])[1]
         if tag in self.floating:
             glob = self.floating_allowed.get(tag)
             if glob is None or not glob(names[-1]):
                 return "model_floating_tag", f"uses the floating tag ':{tag}'; pin a version tag"
+        if not any(self.allow(name) for name in names):
+            return "model_not_allowed", "is not in the allow list"
         return None
 
 

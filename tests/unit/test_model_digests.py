@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import orjson
 import pytest
+import structlog
 from aiohttp import web
 
 from extproc import metrics
@@ -161,8 +162,11 @@ def test_a_slow_source_fails_after_the_timeout_is_counted_and_is_not_cached():
             return await cache.digest_of("llama3.2:3b"), cache.lookups
 
     before = failures()
-    assert asyncio.run(go()) == (DIGEST_A, 2)
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(go()) == (DIGEST_A, 2)
     assert failures() == before + 1
+    [event] = [e for e in logs if e["event"] == "model_digests_unavailable"]
+    assert event["error_type"] == "TimeoutError" and event["log_level"] == "warning"
 
 
 @pytest.mark.parametrize(("status", "doc", "reason"), [
@@ -177,7 +181,7 @@ def test_a_source_that_answers_badly_is_an_error(status, doc, reason):
         async with serving(server) as url:
             await DigestCache(url, timeout=2, refresh=60).table()
 
-    with pytest.raises(DigestSourceError, match=reason):
+    with pytest.raises(DigestSourceError, match=reason), structlog.testing.capture_logs():
         asyncio.run(go())
 
 
@@ -187,5 +191,5 @@ def test_an_unreachable_source_is_an_error():
             pass  # the server is stopped again: its port refuses connections
         await DigestCache(url, timeout=2, refresh=60).table()
 
-    with pytest.raises(DigestSourceError, match="ClientConnectorError"):
+    with pytest.raises(DigestSourceError, match="ClientConnectorError"), structlog.testing.capture_logs():
         asyncio.run(go())

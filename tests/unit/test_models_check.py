@@ -128,7 +128,7 @@ def test_an_alias_is_rewritten_and_rules_further_down_see_the_pinned_name():
 
 # ---- monitor mode ----------------------------------------------------------------------------------------------
 def test_monitor_mode_records_would_deny_and_lets_the_request_through():
-    result, record = audited(MONITORED, ollama("mistral:latest"))
+    result, record = audited(MONITORED, ollama("mistral:7b"))
     assert result.status is None and result.decision == "allow"
     assert result.request_body is None  # nothing rewritten
     assert record["would"] == ["would_deny"]
@@ -265,8 +265,8 @@ def test_an_unreachable_source_fails_closed_with_503_in_the_apis_format_or_open_
     with ScriptedUpstream() as gone:
         url = gone.url
     before = check_failures()
-    closed = run_exchange(pinned_policy(url), ollama("chat"))
-    assert (closed.status, closed.code) == (503, "policy_error")
+    closed, record = audited(pinned_policy(url), ollama("chat"))
+    assert (closed.status, closed.code) == (503, "policy_error") and record["status_sent"] == 503
     assert check_failures() == before + 1
-    opened = run_exchange(pinned_policy(url, on_error="fail_open"), ollama("chat"))
+    opened, _ = audited(pinned_policy(url, on_error="fail_open"), ollama("chat"))
     assert opened.status is None and opened.request_body["model"] == "llama3.2:3b-instruct-q4_K_M"
