@@ -26,8 +26,7 @@ from extproc.policy.compile import CompiledCheck, Glob
 
 OLLAMA_SHAPES = frozenset({"ollama_chat", "ollama_generate"})
 _HEX_DIGEST = compile_re2("^[0-9a-f]{64}$")
-# What providers append to a requested name in their answer: `-2024-08-06` (OpenAI), `-20241022` (Anthropic).
-_DATE_SUFFIX = compile_re2(r"^-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+MISMATCH = object()  # ctx.state marker: this exchange's response-model mismatch is recorded
 _SERVED_FIELD_MAX = 128
 
 
@@ -174,12 +173,16 @@ class Models(Check):
         requested = ctx.parsed.model if ctx.parsed is not None else None
         if self.config.response_model == "off" or served is None or requested is None:
             return
-        if ctx.state.get(rule.id) == "response_mismatch":
-            return  # recorded once per exchange (monitor mode sees every streamed event)
+        seen = ctx.state.get(rule.id)
+        # Every streamed event carries the model: judge a name once per exchange. A mismatch is recorded once
+        # (monitor mode sees every event).
+        if seen is MISMATCH or seen == served:
+            return
         ollama = ctx.shape.name in OLLAMA_SHAPES
         if same_model(requested, served, self.config.response_model == "dated", ollama):
+            ctx.state[rule.id] = served
             return
-        ctx.state[rule.id] = "response_mismatch"
+        ctx.state[rule.id] = MISMATCH
         ctx.fields["served_model"] = served[:_SERVED_FIELD_MAX]
         ctx.violation(rule, "model_response_mismatch", f"the upstream answered with another model than "
                       f"{requested!r} (rule {rule.id!r})", code="model_response_mismatch", direction="response")
@@ -204,4 +207,13 @@ def same_model(requested: str, served: str, dated: bool, ollama: bool) -> bool:
     if not dated:
         return False
     stems = [requested, requested[:-len("-latest")]] if requested.endswith("-latest") else [requested]
-    return any(served.startswith(stem) and _DATE_SUFFIX.search(served[len(stem):]) is not None for stem in stems)
+    return any(served.startswith(stem) and _is_date_suffix(served[len(stem):]) for stem in stems)
+
+
+def _is_date_suffix(text: str) -> bool:
+    """`-2024-08-06` (OpenAI) or `-20241022` (Anthropic): what providers append to a requested name."""
+    if len(text) == 11 and text[0] == text[5] == text[8] == "-":
+        text = text[1:5] + text[6:8] + text[9:]
+    elif len(text) == 9 and text[0] == "-":
+        text = text[1:]
+    return len(text) == 8 and text.isascii() and text.isdigit()

@@ -153,6 +153,9 @@ def test_monitor_mode_records_an_alias_without_applying_it():
     ("claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022", True, False, True),
     ("claude-3-5-sonnet", "claude-3-5-sonnet-20241022", True, False, True),
     ("claude-3-5-sonnet", "claude-3-5-sonnet-2024102", True, False, False),
+    ("gpt-4o", "gpt-4o-2024-0806", True, False, False),
+    ("gpt-4o", "gpt-4o-2024/08/06", True, False, False),
+    ("gpt-4o", "gpt-4o-\uff12\uff10\uff12\uff14\uff11\uff10\uff12\uff12", True, False, False),
     ("llama3.2", "llama3.2:latest", False, True, True),
     ("llama3.2", "llama3.2:latest", False, False, False),
 ])
