@@ -9,8 +9,8 @@ synchronous pytest code can drive it:
         ...  # send traffic to up.url (through Envoy)
         [req] = up.wait_for_requests(1, timeout=5)
 
-Programmed replies form a queue per path, each used once; with none queued a path answers
-200 `{"ok": true}`.
+Programmed replies form a queue per path, each used once; with none queued a path answers with its
+`respond_always` reply if it has one (e.g. an Ollama `/api/tags` table), else 200 `{"ok": true}`.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class ScriptedUpstream:
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._replies: dict[str, deque[ScriptedReply]] = defaultdict(deque)
+        self._always: dict[str, ScriptedReply] = {}
         self._chunk_times: dict[str, list[float]] = defaultdict(list)
         self._sock: socket.socket | None = None
         self._port: int | None = None
@@ -174,6 +175,13 @@ class ScriptedUpstream:
         with self._lock:
             self._replies[path].append(reply)
 
+    def respond_always(self, path: str, *, status: int = 200, headers: dict[str, str] | None = None,
+                       body: bytes | str = b"") -> None:
+        """Answer every request to `path` that finds no queued reply with this one, until reset()."""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        with self._lock:
+            self._always[path] = ScriptedReply(status, dict(headers or {}), raw)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """A snapshot of the requests received so far, in arrival order."""
@@ -198,6 +206,7 @@ class ScriptedUpstream:
         with self._lock:
             self._requests.clear()
             self._replies.clear()
+            self._always.clear()
             self._chunk_times.clear()
 
     # ---- serving ----
@@ -209,7 +218,7 @@ class ScriptedUpstream:
         with self._changed:
             self._requests.append(record)
             queue = self._replies.get(request.path)
-            reply = queue.popleft() if queue else None
+            reply = queue.popleft() if queue else self._always.get(request.path)
             self._changed.notify_all()
         if reply is None:
             return web.Response(body=DEFAULT_BODY, content_type="application/json")

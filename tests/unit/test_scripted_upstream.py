@@ -175,3 +175,13 @@ def test_reset_forgets_requests_replies_and_times(upstream):
     upstream.reset()
     assert upstream.requests == [] and upstream.chunk_times == {}
     assert fetch("GET", upstream.url + "/r")[0] == 200
+
+
+def test_respond_always_answers_whenever_nothing_is_queued_until_reset(upstream):
+    upstream.respond_always("/api/tags", headers={"content-type": "application/json"}, body=b'{"models": []}')
+    upstream.respond("/api/tags", status=500, body=b"queued")
+    assert fetch("GET", upstream.url + "/api/tags")[::2] == (500, b"queued")
+    assert fetch("GET", upstream.url + "/api/tags")[::2] == (200, b'{"models": []}')
+    assert fetch("GET", upstream.url + "/api/tags")[::2] == (200, b'{"models": []}')
+    upstream.reset()
+    assert fetch("GET", upstream.url + "/api/tags")[::2] == (200, b'{"ok": true}')
