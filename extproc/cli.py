@@ -54,6 +54,7 @@ def _policy(args: argparse.Namespace) -> int:
     if args.policy_command == "test":
         from extproc.policy.cases import run_cases
 
+        logs.configure("warning")  # exchange cases would print an audit record each
         return run_cases(args.path, args.cases)
     from extproc.policy.reload import compile_text
 
@@ -63,7 +64,7 @@ def _policy(args: argparse.Namespace) -> int:
     except (PolicyError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{args.path}: OK ({len(policy.rules)} rules, digest {policy.digest[:12]})")
+    print(f"{args.path}: OK ({len(policy.rules) + len(policy.checks)} rules, digest {policy.digest[:12]})")
     return 0
 
 

@@ -14,7 +14,8 @@ Hooks, all optional; the session calls them in this order:
 * `on_finish(rule, ctx)` (async): once, after the exchange ended however it ended (`ctx.usage` holds the
   usage the response reported, `ctx.complete` whether the response ended normally). Runs in the background.
 
-`needs` says which phases the check needs Envoy to send (`request`, `response`), for phase skipping.
+`needs` says which phases the check needs Envoy to send (`request`, `response`), for phase skipping; an
+instance may narrow it from its params.
 """
 
 from __future__ import annotations

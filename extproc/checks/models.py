@@ -117,6 +117,8 @@ class Models(Check):
         self.names = ModelNames(self.config)
         source = self.config.digest_source
         self.digests = DigestCache(source.url, source.timeout, source.refresh) if source else None
+        # The response phase is only needed to compare the served model with the requested one.
+        self.needs = frozenset({"request"} if self.config.response_model == "off" else {"request", "response"})
 
     # ---- request -----------------------------------------------------------------------------------------
     async def on_request(self, rule: CompiledCheck, ctx: CheckContext) -> None:

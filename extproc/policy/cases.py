@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import yaml
 
-from extproc import logs
 from extproc.policy.exchange_cases import run_exchange
 from extproc.scan import evaluate_text, load
 
 
 def run_cases(policy_path: str, cases_path: str | None) -> int:
     cases_path = cases_path or policy_path.rsplit(".", 1)[0] + ".tests.yaml"
-    logs.configure("warning")  # exchange cases would print an audit record each
     policy = load(policy_path)
     with open(cases_path, encoding="utf-8") as handle:
         cases = (yaml.safe_load(handle) or {}).get("cases", [])
