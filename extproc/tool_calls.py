@@ -25,7 +25,8 @@ class _Building:
         self.whole: Any = None  # arguments given as an object instead of text
 
     def add(self, fragment: ToolFragment) -> None:
-        if fragment.name:  # OpenAI-style servers may split a name over several deltas
+        if fragment.name and fragment.name != self.name:
+            # OpenAI-style servers send the name once, some split it over deltas, some repeat it whole
             self.name = (self.name or "") + fragment.name
         if isinstance(fragment.arguments, str):
             self.pieces.append(fragment.arguments)

@@ -150,9 +150,9 @@ class OpenAIResponses(Shape):
             return [ToolFragment(key, None, text)] if isinstance(text, str) else []
         item = payload.get("item") if kind in ("response.output_item.added", "response.output_item.done") else None
         if isinstance(item, dict) and item.get("type") in _CALLS:
-            call = tool_call(item.get("name"), item.get(_CALLS[item["type"]]))
-            whole = kind == "response.output_item.done"
-            return [ToolFragment(key, call.name or "", item.get(_CALLS[item["type"]]) or None, whole)]
+            name, arguments = item.get("name"), item.get(_CALLS[item["type"]])
+            return [ToolFragment(key, name if isinstance(name, str) else "", arguments or None,
+                                 whole=kind == "response.output_item.done")]
         if kind == "response.completed" and isinstance(payload.get("response"), dict):
             return [ToolFragment(c.key, c.name, c.arguments, whole=True)
                     for c in self.response_tool_calls(payload["response"])]

@@ -256,3 +256,18 @@ def test_monitor_mode_lets_a_refused_call_through_and_records_would_deny():
     result = run(monitor, path, request, response=chat_call("shell", {"cmd": "ls"}))
     assert result.status is None and orjson.loads(result.client_bytes) == chat_call("shell", {"cmd": "ls"})
     assert result.decision == "allow"
+
+
+# ---- tool results are untrusted input -------------------------------------------------------------------
+@pytest.mark.parametrize("shape, doc", [
+    ("openai_chat", {"messages": [{"role": "tool", "tool_call_id": "c", "content": "RESULT"}]}),
+    ("ollama_chat", {"messages": [{"role": "tool", "content": "RESULT"}]}),
+    ("anthropic_messages", {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "RESULT"}]}]}]}),
+    ("openai_responses", {"input": [{"type": "function_call_output", "call_id": "c", "output": "RESULT"}]}),
+])
+def test_tool_results_are_segments_with_role_tool(shape, doc):
+    from extproc import shapes
+
+    parsed = shapes.all_shapes()[shape].parse_request({"model": "m", **doc})
+    assert [(s.text, s.role) for s in parsed.segments] == [("RESULT", "tool")]

@@ -237,3 +237,27 @@ def test_a_truncated_stream_still_checks_the_open_call():
     truncated = body[: body.index(b"finish_reason") - 40]
     out, session = exchange(POLICY, "openai_chat", [truncated])
     assert session.fields["code"] == "tool_not_allowed" and b"launch_rockets" not in out
+
+
+def test_the_assembler_joins_split_names_ignores_repeats_and_rechecks_changed_whole_calls():
+    from extproc.model import ToolFragment
+    from extproc.tool_calls import ToolCallAssembler
+
+    calls = ToolCallAssembler()
+    for fragment in (ToolFragment("k", "get_", '{"ci'), ToolFragment("k", "weather", 'ty": "Oslo"}'),
+                     ToolFragment("k", "get_weather", None)):
+        assert calls.add(fragment) == []
+    [call] = calls.close(["k", "other"])
+    assert (call.name, call.arguments) == ("get_weather", {"city": "Oslo"}) and not calls.pending("k")
+    assert calls.add(ToolFragment("k", "get_weather", '{"city": "Oslo"}', whole=True)) == []  # a repeat
+    [changed] = calls.add(ToolFragment("k", "get_weather", '{"city": "Rome"}', whole=True))
+    assert changed.arguments == {"city": "Rome"}
+
+
+def test_a_responses_completed_event_that_differs_from_the_streamed_call_is_checked():
+    body = responses_stream("get_weather", '{"city": "Oslo"}').replace(
+        b'"output":[{"type":"function_call","id":"fc1","call_id":"c1","name":"get_weather"',
+        b'"output":[{"type":"function_call","id":"fc1","call_id":"c1","name":"launch_rockets"')
+    assert b"launch_rockets" in body
+    out, session = exchange(TOOLS_ONLY, "openai_responses", [body])
+    assert session.fields["code"] == "tool_not_allowed" and b"launch_rockets" not in out
