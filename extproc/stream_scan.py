@@ -121,7 +121,7 @@ class StreamScanner:
             touched.update(self._append(record, closed))
         if final:
             touched = set(self.keys)
-            self._check_tool_calls(self.tool_calls.close_all() if self.tool_calls else [])
+            self._close_tool_calls()
         elif self.held_bytes + self.framer.pending > self.max_held:
             if self.on_limit == "fail_closed" or self._holding_tool_call():  # an unchecked call never leaks
                 raise PayloadTooLarge(f"stream held more than {self.max_held} bytes awaiting a decision",
@@ -159,7 +159,7 @@ class StreamScanner:
             deltas, tools = [], ()
             if record.data == b"[DONE]":
                 closed.update(self.keys)
-                self._check_tool_calls(self.tool_calls.close_all() if self.tool_calls else [])
+                self._close_tool_calls()
         placed = []
         for delta in deltas:
             keytext = self.keys.get(delta.key)
@@ -192,6 +192,11 @@ class StreamScanner:
     def _check_tool_calls(self, calls: list[Any]) -> None:
         for call in calls:
             self.on_tool_call(call)
+
+    def _close_tool_calls(self) -> None:
+        """The stream ended: every open tool call is as complete as it will get."""
+        if self.tool_calls is not None:
+            self._check_tool_calls(self.tool_calls.close_all())
 
     def _holding_tool_call(self) -> bool:
         return self.hold_tool_calls and self.tool_calls is not None and bool(self.tool_calls.open)
