@@ -198,6 +198,9 @@ class StreamScanner:
         if self.tool_calls is not None:
             self._check_tool_calls(self.tool_calls.close_all())
 
+    def _tool_call_open(self, keys: tuple[Any, ...]) -> bool:
+        return self.tool_calls is not None and any(self.tool_calls.pending(key) for key in keys)
+
     def _holding_tool_call(self) -> bool:
         return self.hold_tool_calls and self.tool_calls is not None and bool(self.tool_calls.open)
 
@@ -248,7 +251,7 @@ class StreamScanner:
         out: list[bytes] = []
         pending = self.pending
         while pending and all(self.keys[key].released >= end for key, _, end, _ in pending[0].deltas) \
-                and not any(self.tool_calls.pending(key) for key in pending[0].tools):
+                and not self._tool_call_open(pending[0].tools):
             item = pending.popleft()
             self.held_bytes -= len(item.record.raw)
             out.append(self._render(item))

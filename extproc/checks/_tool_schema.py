@@ -24,12 +24,12 @@ class ArgSchema(BaseModel):
     enum: list[Any] | None = Field(None, min_length=1)
     required: list[str] = Field(default_factory=list)
     properties: dict[str, ArgSchema] = Field(default_factory=dict)
-    additionalProperties: bool = True  # noqa: N815 - JSON Schema's spelling
+    additionalProperties: bool = True
     items: ArgSchema | None = None
     minimum: float | None = None
     maximum: float | None = None
-    minLength: int | None = Field(None, ge=0)  # noqa: N815
-    maxLength: int | None = Field(None, ge=0)  # noqa: N815
+    minLength: int | None = Field(None, ge=0)
+    maxLength: int | None = Field(None, ge=0)
     pattern: str | None = None
     _regex: Any = PrivateAttr(None)
 

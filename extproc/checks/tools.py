@@ -27,6 +27,7 @@ from extproc.model import ToolCall
 from extproc.policy.compile import CompiledCheck, Glob
 
 ChoiceMode = Literal["none", "auto", "required", "tool"]
+ALL_MODES: tuple[ChoiceMode, ...] = ("none", "auto", "required", "tool")
 UNDECLARED = "<undeclared>"  # audit name of a called tool the request did not declare (model output)
 
 
@@ -42,7 +43,7 @@ class ToolsParams(BaseModel):
     on_disallowed: Literal["strip", "deny"] = Field(
         "strip", description="a declared disallowed tool: strip it from the request, or refuse the request")
     tool_choice_modes: list[ChoiceMode] = Field(
-        default_factory=lambda: ["none", "auto", "required", "tool"],
+        default_factory=lambda: list(ALL_MODES),
         description="tool_choice modes allowed (tool = forcing one named tool)")
     arguments: dict[str, ArgSchema] = Field(
         default_factory=dict, description="tool name glob -> JSON Schema subset its call arguments must meet "
@@ -58,9 +59,11 @@ class Tools(Check):
     owasp = ("LLM06:2025", "LLM03:2026")
     inspects_tool_calls = True
 
+    params: ToolsParams
+
     def __init__(self, params: ToolsParams | None = None) -> None:
         super().__init__(params)
-        p: ToolsParams = self.params  # type: ignore[assignment]
+        p = self.params
         self.allow = Glob(p.allow)  # an empty list matches any tool
         self.deny, self.approval, self.high_risk = _any_of(p.deny), _any_of(p.approval_required), _any_of(p.high_risk)
         self.schemas = [(Glob([pattern]), schema) for pattern, schema in p.arguments.items()]
@@ -77,7 +80,7 @@ class Tools(Check):
         refused = {i for i, name in enumerate(names) if not self.allowed(name)}
         if refused:
             self._refuse_tools(rule, ctx, names, refused)
-        risky = sorted({name for name in map(ctx.shape.tool_name, ctx.parsed.tools) if self.high_risk(name)})
+        risky = sorted({name for name in map(ctx.shape.tool_name, ctx.parsed.tools) if name and self.high_risk(name)})
         if risky:
             ctx.fields["tools_high_risk"] = risky
             ctx.record(rule, "tool_high_risk", action="annotate")

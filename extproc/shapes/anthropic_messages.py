@@ -104,7 +104,7 @@ class AnthropicMessages(Shape):
         choice = doc.get("tool_choice")
         if not isinstance(choice, dict):
             return None if choice is None else ToolChoice(str(choice))
-        mode = {"any": "required"}.get(choice.get("type"), choice.get("type"))
+        mode = "required" if choice.get("type") == "any" else choice.get("type")
         name = choice.get("name")
         return ToolChoice(str(mode), name if isinstance(name, str) else None)
 

@@ -65,7 +65,9 @@ class OllamaFamily(Shape):
     def response_tool_calls(self, doc: Any) -> list[ToolCall]:
         """Ollama sends each tool call whole, its arguments an object, in a response or in one stream line."""
         message = doc.get("message") if isinstance(doc, dict) else None
-        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            return []
+        calls = message.get("tool_calls")
         found = []
         for j, call in enumerate(calls if isinstance(calls, list) else ()):
             function = call.get("function") if isinstance(call, dict) else None

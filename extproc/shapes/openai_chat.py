@@ -171,7 +171,7 @@ class OpenAIChat(OpenAIFamily):
         for i, choice in enumerate(_choices(doc)):
             message = choice.get("message")
             for j, call in enumerate(_calls(message.get("tool_calls") if isinstance(message, dict) else None)):
-                function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                function = _function(call)
                 calls.append(tool_call(function.get("name"), function.get("arguments"), (i, "tool", j)))
         return calls
 
@@ -180,7 +180,7 @@ class OpenAIChat(OpenAIFamily):
         for i, choice in enumerate(_choices(payload)):
             delta = choice.get("delta")
             for j, call in enumerate(_calls(delta.get("tool_calls") if isinstance(delta, dict) else None)):
-                function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                function = _function(call)
                 call_index = call.get("index", j)
                 key = (_index(choice, i), "tool", call_index if isinstance(call_index, int) else j)
                 name, arguments = function.get("name"), function.get("arguments")
@@ -196,10 +196,16 @@ def openai_tool_choice(choice: Any) -> ToolChoice | None:
     if isinstance(choice, str):
         return ToolChoice(choice)
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        inner = choice.get("allowed_tools") if isinstance(choice.get("allowed_tools"), dict) else choice
+        allowed = choice.get("allowed_tools")
+        inner: dict[str, Any] = allowed if isinstance(allowed, dict) else choice
         return ToolChoice(str(inner.get("mode", "auto")))
     name = choice.get("name") if isinstance(choice, dict) and "name" in choice else named_tool(choice)
     return ToolChoice("tool", name if isinstance(name, str) else None)
+
+
+def _function(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function")
+    return function if isinstance(function, dict) else {}
 
 
 def _calls(calls: Any) -> list[dict[str, Any]]:
