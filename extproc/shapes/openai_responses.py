@@ -136,9 +136,8 @@ class OpenAIResponses(Shape):
 
     def response_tool_calls(self, doc: Any) -> list[ToolCall]:
         output = doc.get("output") if isinstance(doc, dict) else None
-        return [tool_call(item.get("name"), item.get(_CALLS[item["type"]]), ("tool", i))
-                for i, item in enumerate(output if isinstance(output, list) else ())
-                if isinstance(item, dict) and item.get("type") in _CALLS]
+        return [tool_call(item.get("name"), item.get(_call_field(item) or ""), ("tool", i))
+                for i, item in enumerate(output if isinstance(output, list) else ()) if _call_field(item)]
 
     def tool_fragments(self, payload: Any) -> list[ToolFragment]:
         """`output_item.added` names the call, argument deltas follow; `output_item.done` and
@@ -149,8 +148,9 @@ class OpenAIResponses(Shape):
             text = payload.get("delta")
             return [ToolFragment(key, None, text)] if isinstance(text, str) else []
         item = payload.get("item") if kind in ("response.output_item.added", "response.output_item.done") else None
-        if isinstance(item, dict) and item.get("type") in _CALLS:
-            name, arguments = item.get("name"), item.get(_CALLS[item["type"]])
+        field = _call_field(item)
+        if isinstance(item, dict) and field:
+            name, arguments = item.get("name"), item.get(field)
             return [ToolFragment(key, name if isinstance(name, str) else "", arguments or None,
                                  whole=kind == "response.output_item.done")]
         if kind == "response.completed" and isinstance(payload.get("response"), dict):
@@ -163,6 +163,12 @@ class OpenAIResponses(Shape):
 
     def stream_error_event(self, code: str, message: str) -> bytes:
         return sse_error_event(_stream_error(code, message), event="error")
+
+
+def _call_field(item: Any) -> str | None:
+    """The field holding a tool call item's arguments, or None if `item` is not a tool call."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    return _CALLS.get(kind) if isinstance(kind, str) else None
 
 
 def _stream_error(code: str, message: str) -> bytes:

@@ -261,3 +261,30 @@ def test_a_responses_completed_event_that_differs_from_the_streamed_call_is_chec
     assert b"launch_rockets" in body
     out, session = exchange(TOOLS_ONLY, "openai_responses", [body])
     assert session.fields["code"] == "tool_not_allowed" and b"launch_rockets" not in out
+
+
+TOOL_JUNK = [{"choices": [{"delta": {"tool_calls": [5, {"function": 5}, {"index": "x", "function": {"name": 3}}]}}]},
+             {"choices": [{"message": {"tool_calls": [{"function": {"name": ["x"], "arguments": 5}}]}}]},
+             {"type": "content_block_start", "index": "x", "content_block": {"type": "tool_use", "input": 5}},
+             {"type": "content_block_delta", "delta": {"type": "input_json_delta", "partial_json": 5}},
+             {"type": "response.output_item.added", "output_index": [], "item": {"type": "function_call",
+                                                                                 "name": 5}},
+             {"type": "response.completed", "response": {"output": [5, {"type": "function_call"}]}},
+             {"message": {"tool_calls": [5, {"function": {"name": None, "arguments": [1]}}]}},
+             {"tool_choice": {"type": ["x"]}}, {"tool_choice": 5}]
+
+
+@pytest.mark.parametrize("shape", sorted(STREAMS))
+def test_junk_tool_events_and_documents_raise_nothing(shape):
+    from extproc import shapes
+    from tests.unit.test_shapes_errors import JUNK_EVENTS, JUNK_RESPONSES
+
+    target = shapes.all_shapes()[shape]
+    for payload in [*JUNK_EVENTS, *JUNK_RESPONSES, *TOOL_JUNK]:
+        for fragment in target.tool_fragments(payload):
+            assert fragment.name is None or isinstance(fragment.name, str)
+        for call in target.response_tool_calls(payload):
+            assert call.name is None or isinstance(call.name, str)
+        if isinstance(payload, dict):
+            choice = target.tool_choice(payload)
+            assert choice is None or isinstance(choice.mode, str)
