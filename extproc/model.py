@@ -54,3 +54,32 @@ class TextDelta:
     key: Any
     text: str
     locator: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFragment:
+    """A piece of one assistant tool call carried by a streamed event. `key` names the call within the stream
+    (the shape's delta key for its arguments); `arguments` is a piece of JSON text, or the whole arguments
+    object when `whole` is set (the event carries the complete call)."""
+
+    key: Any
+    name: str | None = None
+    arguments: Any = None
+    whole: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete assistant tool call: `arguments` is the parsed object, or the raw text if it is not JSON."""
+
+    name: str | None
+    arguments: Any
+    key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """A request's tool_choice, neutral: mode is none | auto | required | tool (then `name` is the forced tool)."""
+
+    mode: str
+    name: str | None = None

@@ -232,7 +232,8 @@ class Session:
                                          self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
                                          self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
                                          normalized=self.settings.normalize,
-                                         on_payload=self._stream_payload_checks if self.checks else None)
+                                         on_payload=self._stream_payload_checks if self.checks else None,
+                                         **self._tool_call_hooks())
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))
@@ -273,6 +274,20 @@ class Session:
                                                  code="response_unrewritable"))
         return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
                                 set_headers=[*annotate, ("content-length", str(len(new_body)))])
+
+    def _tool_call_hooks(self) -> dict[str, Any]:
+        """Assemble streamed tool calls for the checks that inspect them; hold the calls back only when one
+        of those rules may refuse them (monitor rules just record)."""
+        rules = [rule for rule in self.checks if rule.check.inspects_tool_calls]
+        if not rules:
+            return {}
+        return {"on_tool_call": self._stream_tool_call_checks,
+                "hold_tool_calls": any(rule.enforced and rule.action == "deny" for rule in rules)}
+
+    def _stream_tool_call_checks(self, call: Any) -> None:
+        for rule in self.checks:
+            if rule.check.inspects_tool_calls:
+                _run_check_sync(rule, lambda rule=rule: rule.check.on_tool_call(rule, self.ctx, call))
 
     def _stream_payload_checks(self, payload: Any) -> None:
         for rule in self.checks:

@@ -26,6 +26,7 @@ from extproc.detectors.hold import hold_run
 from extproc.model import TextDelta
 from extproc.normalize import Budget, fold
 from extproc.shapes.base import Shape, set_path
+from extproc.tool_calls import ToolCallAssembler
 
 RAW_KEY = "__raw_record__"
 ENCODED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-%")
@@ -47,19 +48,27 @@ class _KeyText:
 
 
 class _Pending:
-    __slots__ = ("record", "payload", "deltas")
+    __slots__ = ("record", "payload", "deltas", "tools")
 
-    def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple]]) -> None:
+    def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple]],
+                 tools: tuple[Any, ...] = ()) -> None:
         self.record = record
         self.payload = payload
         self.deltas = deltas  # (key, absolute start, absolute end, locator)
+        self.tools = tools  # keys of the tool calls this record carries a piece of
 
 
 class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
                  on_limit: str, max_total: int | None = None, strip_usage: bool = False,
-                 normalized: bool = True, on_payload: Any = None) -> None:
+                 normalized: bool = True, on_payload: Any = None, on_tool_call: Any = None,
+                 hold_tool_calls: bool = True) -> None:
         self.shape = shape
+        # Called with every complete assistant tool call (checks); may raise to end the stream. With
+        # `hold_tool_calls`, no record carrying a piece of a call is released before the call was checked.
+        self.on_tool_call = on_tool_call
+        self.tool_calls = ToolCallAssembler() if on_tool_call is not None else None
+        self.hold_tool_calls = hold_tool_calls
         self.on_payload = on_payload  # called with every decoded event (checks); may raise to end the stream
         self.normalized = normalized
         self.budget = Budget(max_attempts=4096)  # the tail is rescanned: allow more decode attempts
@@ -112,8 +121,9 @@ class StreamScanner:
             touched.update(self._append(record, closed))
         if final:
             touched = set(self.keys)
+            self._close_tool_calls()
         elif self.held_bytes + self.framer.pending > self.max_held:
-            if self.on_limit == "fail_closed":
+            if self.on_limit == "fail_closed" or self._holding_tool_call():  # an unchecked call never leaks
                 raise PayloadTooLarge(f"stream held more than {self.max_held} bytes awaiting a decision",
                                       code="stream_hold_limit")
             touched, final = set(self.keys), True
@@ -139,14 +149,17 @@ class StreamScanner:
                     return []
             deltas = self.shape.stream_deltas(payload)
             self._note_closed(payload, deltas, closed)
+            tools = self._take_tool_fragments(payload)
         elif record.data is not None and record.data != b"[DONE]":
             # Not JSON the shape can read (e.g. a truncated last record): scan its raw text instead of
             # forwarding it unexamined.
             deltas = [TextDelta(RAW_KEY, record.raw.decode("utf-8", "replace"), ())]
+            tools = ()
         else:
-            deltas = []
+            deltas, tools = [], ()
             if record.data == b"[DONE]":
                 closed.update(self.keys)
+                self._close_tool_calls()
         placed = []
         for delta in deltas:
             keytext = self.keys.get(delta.key)
@@ -155,7 +168,7 @@ class StreamScanner:
             start = keytext.end
             keytext.text += delta.text
             placed.append((delta.key, start, keytext.end, delta.locator))
-        self.pending.append(_Pending(record, payload, placed))
+        self.pending.append(_Pending(record, payload, placed, tools))
         self.held_bytes += len(record.raw)
         return [d.key for d in deltas]
 
@@ -165,6 +178,31 @@ class StreamScanner:
             if key not in self.keys:
                 self.keys[key] = _KeyText()
             closed.add(key)
+
+    def _take_tool_fragments(self, payload: Any) -> tuple[Any, ...]:
+        """Assemble the event's tool-call pieces, check the calls it completes; the keys to hold it for."""
+        if self.tool_calls is None:
+            return ()
+        fragments = self.shape.tool_fragments(payload)
+        complete = [call for fragment in fragments for call in self.tool_calls.add(fragment)]
+        complete += self.tool_calls.close(self.shape.closed_keys(payload, list(self.tool_calls.open)))
+        self._check_tool_calls(complete)
+        return tuple({f.key for f in fragments}) if self.hold_tool_calls else ()
+
+    def _check_tool_calls(self, calls: list[Any]) -> None:
+        for call in calls:
+            self.on_tool_call(call)
+
+    def _close_tool_calls(self) -> None:
+        """The stream ended: every open tool call is as complete as it will get."""
+        if self.tool_calls is not None:
+            self._check_tool_calls(self.tool_calls.close_all())
+
+    def _tool_call_open(self, keys: tuple[Any, ...]) -> bool:
+        return self.tool_calls is not None and any(self.tool_calls.pending(key) for key in keys)
+
+    def _holding_tool_call(self) -> bool:
+        return self.hold_tool_calls and self.tool_calls is not None and bool(self.tool_calls.open)
 
     def _advance(self, kt: _KeyText, final: bool) -> None:
         """Move `kt.released` forward as far as is safe, recording the matches that became final."""
@@ -212,7 +250,8 @@ class StreamScanner:
     def _emit(self) -> bytes:
         out: list[bytes] = []
         pending = self.pending
-        while pending and all(self.keys[key].released >= end for key, _, end, _ in pending[0].deltas):
+        while pending and all(self.keys[key].released >= end for key, _, end, _ in pending[0].deltas) \
+                and not self._tool_call_open(pending[0].tools):
             item = pending.popleft()
             self.held_bytes -= len(item.record.raw)
             out.append(self._render(item))

@@ -11,6 +11,9 @@ Hooks, all optional; the session calls them in this order:
 * `on_response_doc(rule, ctx, doc)`: a complete (buffered) JSON response document, before it is scanned.
 * `on_stream_payload(rule, ctx, payload)`: every decoded streamed event, before its text is scanned.
   Raising a GatewayError here ends the stream with the shape's error event.
+* `on_tool_call(rule, ctx, call)`: a complete assistant tool call of a stream (checks with
+  `inspects_tool_calls`); the stream holds every record carrying a piece of the call until this returns, and
+  raising a GatewayError ends the stream before any of it reaches the client.
 * `on_finish(rule, ctx)` (async): once, after the exchange ended however it ended (`ctx.usage` holds the
   usage the response reported, `ctx.complete` whether the response ended normally). Runs in the background.
 
@@ -27,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from extproc.checks.context import CheckContext
+    from extproc.model import ToolCall
     from extproc.policy.compile import CompiledCheck
 
 
@@ -41,6 +45,8 @@ class Check(ABC):
     # OWASP Top 10 for LLM Applications entries this covers, 2025 and 2026 numbering, e.g. ("LLM03:2025",
     # "LLM04:2026"); written into every audit hit so reports can group by them.
     owasp: ClassVar[tuple[str, ...]] = ()
+    # Streams assemble tool calls and call `on_tool_call` (holding the call's records) only for such checks.
+    inspects_tool_calls: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -52,6 +58,9 @@ class Check(ABC):
         return None
 
     def on_stream_payload(self, rule: CompiledCheck, ctx: CheckContext, payload: Any) -> None:
+        return None
+
+    def on_tool_call(self, rule: CompiledCheck, ctx: CheckContext, call: ToolCall) -> None:
         return None
 
     async def on_finish(self, rule: CompiledCheck, ctx: CheckContext) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from extproc.errors import MalformedRequest
-from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape
+from extproc.shapes.base import Shape, tool_call
 from extproc.shapes.openai_completions import (
     build_request,
     dotted,
@@ -98,6 +98,39 @@ class AnthropicMessages(Shape):
             payload = payload.get("message")
         usage = payload.get("usage") if isinstance(payload, dict) else None
         return token_usage(usage, _INPUT_COUNTS, "output_tokens")
+
+    def tool_choice(self, doc: Any) -> ToolChoice | None:
+        """`{"type": "auto" | "any" | "tool" | "none", "name": ...}`; "any" is OpenAI's "required"."""
+        choice = doc.get("tool_choice")
+        if not isinstance(choice, dict):
+            return None if choice is None else ToolChoice(str(choice))
+        mode = "required" if choice.get("type") == "any" else choice.get("type")
+        name = choice.get("name")
+        return ToolChoice(str(mode), name if isinstance(name, str) else None)
+
+    def response_tool_calls(self, doc: Any) -> list[ToolCall]:
+        content = doc.get("content") if isinstance(doc, dict) else None
+        return [tool_call(block.get("name"), block.get("input"), ("tool", i))
+                for i, block in enumerate(content if isinstance(content, list) else ())
+                if isinstance(block, dict) and block.get("type") == "tool_use"]
+
+    def tool_fragments(self, payload: Any) -> list[ToolFragment]:
+        """A tool_use block's start names the tool; its input arrives as `input_json_delta` pieces."""
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        index = int_field(payload, "index") if isinstance(payload, dict) else None
+        if kind == "content_block_start" and isinstance(payload.get("content_block"), dict):
+            block = payload["content_block"]
+            if block.get("type") != "tool_use":
+                return []
+            start = orjson.dumps(block["input"]).decode() if isinstance(block.get("input"), dict) \
+                and block["input"] else None
+            name = block.get("name")
+            return [ToolFragment(("tool", index), name if isinstance(name, str) else "", start)]
+        delta = payload.get("delta") if kind == "content_block_delta" else None
+        if isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+            text = delta.get("partial_json")
+            return [ToolFragment(("tool", index), None, text if isinstance(text, str) else None)]
+        return []
 
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return anthropic_error(_STATUS_TYPES.get(status, "api_error"), message)

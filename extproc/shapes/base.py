@@ -18,7 +18,7 @@ import orjson
 
 from extproc.errors import MalformedRequest
 from extproc.framing import Record
-from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 
 
 class Shape(ABC):
@@ -87,6 +87,34 @@ class Shape(ABC):
         """A streamed event that carries only usage (dropped from the client's stream if we asked for it)."""
         return False
 
+    # ---- tools (optional; every API with tools declares them in `tools[]`) --------------------------------
+    # Request fields that only make sense with tools: dropped together with the last tool.
+    tool_option_fields: ClassVar[tuple[str, ...]] = ("tool_choice",)
+
+    def tool_name(self, tool: dict[str, Any]) -> str | None:
+        """The name of one declared tool; a hosted tool without a name (e.g. `web_search`) goes by its type."""
+        name = tool.get("name", tool.get("type"))
+        return name if isinstance(name, str) else None
+
+    def tool_choice(self, doc: Any) -> ToolChoice | None:
+        """The request's tool_choice, or None when it has none."""
+        return None
+
+    def remove_tools(self, doc: Any, indexes: set[int]) -> None:
+        """Remove the declared tools at `indexes`; with no tool left, remove the tool options too."""
+        doc["tools"] = [tool for i, tool in enumerate(doc["tools"]) if i not in indexes]
+        if not doc["tools"]:
+            for field in ("tools", *self.tool_option_fields):
+                doc.pop(field, None)
+
+    def response_tool_calls(self, doc: Any) -> list[ToolCall]:
+        """The assistant's tool calls in a complete response document."""
+        return []
+
+    def tool_fragments(self, payload: Any) -> list[ToolFragment]:
+        """Pieces of assistant tool calls in one streamed event; a call ends when `closed_keys` ends its key."""
+        return []
+
     def write_text(self, doc: Any, locator: tuple[Any, ...], text: str) -> None:
         """Write edited text back at a segment's locator."""
         set_path(doc, locator, text)
@@ -105,6 +133,26 @@ def get_path(doc: Any, locator: tuple[Any, ...]) -> Any:
     for step in locator:
         target = target[step]
     return target
+
+
+def tool_call(name: Any, arguments: Any, key: Any = None) -> ToolCall:
+    """A ToolCall from wire values: JSON-text arguments are parsed (empty text is no arguments)."""
+    if isinstance(arguments, str):
+        try:
+            arguments = orjson.loads(arguments) if arguments.strip() else {}
+        except orjson.JSONDecodeError:
+            pass
+    return ToolCall(name if isinstance(name, str) else None, arguments, key)
+
+
+def named_tool(tool: Any) -> str | None:
+    """The name of a `{"type": T, T: {"name": ...}}` tool or tool_choice (OpenAI chat, Ollama)."""
+    if not isinstance(tool, dict):
+        return None
+    kind = tool.get("type", "function")
+    inner = tool.get(kind) if isinstance(kind, str) else None
+    name = inner.get("name") if isinstance(inner, dict) else kind
+    return name if isinstance(name, str) else None
 
 
 def optional_string(doc: dict[str, Any], field: str) -> str | None:

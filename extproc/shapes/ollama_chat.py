@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from extproc.errors import MalformedRequest
-from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape
+from extproc.shapes.base import Shape, named_tool, tool_call
 from extproc.shapes.openai_chat import message_segments
 from extproc.shapes.openai_completions import (
     build_request,
@@ -58,6 +58,26 @@ class OllamaFamily(Shape):
 
     def stream_error_event(self, code: str, message: str) -> bytes:
         return ollama_error(message) + b"\n"
+
+    def tool_name(self, tool: dict[str, Any]) -> str | None:
+        return named_tool(tool)
+
+    def response_tool_calls(self, doc: Any) -> list[ToolCall]:
+        """Ollama sends each tool call whole, its arguments an object, in a response or in one stream line."""
+        message = doc.get("message") if isinstance(doc, dict) else None
+        if not isinstance(message, dict):
+            return []
+        calls = message.get("tool_calls")
+        found = []
+        for j, call in enumerate(calls if isinstance(calls, list) else ()):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                found.append(tool_call(function.get("name"), function.get("arguments"),
+                                       ("tool", _call_index(message, j))))
+        return found
+
+    def tool_fragments(self, payload: Any) -> list[ToolFragment]:
+        return [ToolFragment(c.key, c.name, c.arguments, whole=True) for c in self.response_tool_calls(payload)]
 
 
 @register

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 
 from extproc.errors import MalformedRequest
-from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape, build_request
+from extproc.shapes.base import Shape, build_request, named_tool, tool_call
 
 
 def message_segments(messages: Any, field: str = "messages") -> list[Segment]:
@@ -90,7 +90,13 @@ def openai_error(status: int, code: str, message: str) -> bytes:
 
 
 class OpenAIFamily(Shape):
-    """What every OpenAI-style API shares: usage reporting, `stream_options.include_usage`, error format."""
+    """What every OpenAI-style API shares: usage reporting, `stream_options.include_usage`, error format,
+    `{"type": "function", "function": {"name": ...}}` tools."""
+
+    tool_option_fields = ("tool_choice", "parallel_tool_calls")
+
+    def tool_name(self, tool: dict[str, Any]) -> str | None:
+        return named_tool(tool)
 
     def usage_of(self, payload: Any) -> dict[str, int] | None:
         return openai_usage(payload)
@@ -156,6 +162,54 @@ class OpenAIChat(OpenAIFamily):
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
         finished = finished_choices(payload)
         return [k for k in keys if isinstance(k, tuple) and k and k[0] in finished]
+
+    def tool_choice(self, doc: Any) -> ToolChoice | None:
+        return openai_tool_choice(doc.get("tool_choice"))
+
+    def response_tool_calls(self, doc: Any) -> list[ToolCall]:
+        calls = []
+        for i, choice in enumerate(_choices(doc)):
+            message = choice.get("message")
+            for j, call in enumerate(_calls(message.get("tool_calls") if isinstance(message, dict) else None)):
+                function = _function(call)
+                calls.append(tool_call(function.get("name"), function.get("arguments"), (i, "tool", j)))
+        return calls
+
+    def tool_fragments(self, payload: Any) -> list[ToolFragment]:
+        fragments = []
+        for i, choice in enumerate(_choices(payload)):
+            delta = choice.get("delta")
+            for j, call in enumerate(_calls(delta.get("tool_calls") if isinstance(delta, dict) else None)):
+                function = _function(call)
+                call_index = call.get("index", j)
+                key = (_index(choice, i), "tool", call_index if isinstance(call_index, int) else j)
+                name, arguments = function.get("name"), function.get("arguments")
+                fragments.append(ToolFragment(key, name if isinstance(name, str) else None,
+                                              arguments if isinstance(arguments, str) else None))
+        return fragments
+
+
+def openai_tool_choice(choice: Any) -> ToolChoice | None:
+    """OpenAI's tool_choice: "none" | "auto" | "required", a named tool, or `allowed_tools` with a mode."""
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        return ToolChoice(choice)
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        inner: dict[str, Any] = allowed if isinstance(allowed, dict) else choice
+        return ToolChoice(str(inner.get("mode", "auto")))
+    name = choice.get("name") if isinstance(choice, dict) and "name" in choice else named_tool(choice)
+    return ToolChoice("tool", name if isinstance(name, str) else None)
+
+
+def _function(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function")
+    return function if isinstance(function, dict) else {}
+
+
+def _calls(calls: Any) -> list[dict[str, Any]]:
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
 def _tool_call_deltas(calls: Any, index: int, position: int) -> list[TextDelta]:

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from extproc.errors import MalformedRequest
-from extproc.model import ParsedRequest, Segment, TextDelta
+from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape
-from extproc.shapes.openai_chat import openai_error
+from extproc.shapes.base import Shape, tool_call
+from extproc.shapes.openai_chat import openai_error, openai_tool_choice
 from extproc.shapes.openai_completions import (
     build_request,
     dotted,
@@ -125,11 +125,50 @@ class OpenAIResponses(Shape):
         usage = payload.get("usage") if isinstance(payload, dict) else None
         return token_usage(usage, ("input_tokens",), "output_tokens")
 
+    tool_option_fields = ("tool_choice", "parallel_tool_calls")
+
+    def tool_choice(self, doc: Any) -> ToolChoice | None:
+        choice = doc.get("tool_choice")
+        if isinstance(choice, dict) and "name" not in choice and choice.get("type") not in (
+                "function", "custom", "allowed_tools"):
+            return ToolChoice("tool", str(choice.get("type")))  # a hosted tool, e.g. web_search_preview
+        return openai_tool_choice(choice)
+
+    def response_tool_calls(self, doc: Any) -> list[ToolCall]:
+        output = doc.get("output") if isinstance(doc, dict) else None
+        return [tool_call(item.get("name"), item.get(_call_field(item) or ""), ("tool", i))
+                for i, item in enumerate(output if isinstance(output, list) else ()) if _call_field(item)]
+
+    def tool_fragments(self, payload: Any) -> list[ToolFragment]:
+        """`output_item.added` names the call, argument deltas follow; `output_item.done` and
+        `response.completed` repeat whole calls (checked again only if they differ)."""
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        key = ("tool", int_field(payload, "output_index", 0)) if isinstance(payload, dict) else None
+        if kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta"):
+            text = payload.get("delta")
+            return [ToolFragment(key, None, text)] if isinstance(text, str) else []
+        item = payload.get("item") if kind in ("response.output_item.added", "response.output_item.done") else None
+        field = _call_field(item)
+        if isinstance(item, dict) and field:
+            name, arguments = item.get("name"), item.get(field)
+            return [ToolFragment(key, name if isinstance(name, str) else "", arguments or None,
+                                 whole=kind == "response.output_item.done")]
+        if kind == "response.completed" and isinstance(payload.get("response"), dict):
+            return [ToolFragment(c.key, c.name, c.arguments, whole=True)
+                    for c in self.response_tool_calls(payload["response"])]
+        return []
+
     def error_body(self, status: int, code: str, message: str) -> bytes:
         return openai_error(status, code, message)
 
     def stream_error_event(self, code: str, message: str) -> bytes:
         return sse_error_event(_stream_error(code, message), event="error")
+
+
+def _call_field(item: Any) -> str | None:
+    """The field holding a tool call item's arguments, or None if `item` is not a tool call."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    return _CALLS.get(kind) if isinstance(kind, str) else None
 
 
 def _stream_error(code: str, message: str) -> bytes:
