@@ -75,6 +75,14 @@ class BudgetParams(BaseModel):
     redis_timeout: float = Field(0.25, gt=0, le=10, description="seconds to connect and per Redis reply")
     key_prefix: str = Field("extproc:budget", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
+    @field_validator("windows")
+    @classmethod
+    def _distinct_lengths(cls, windows: list[Window]) -> list[Window]:
+        lengths = [w.window for w in windows]
+        if len(set(lengths)) != len(lengths):
+            raise ValueError("two windows of the same length would share one counter; keep the smaller")
+        return windows
+
     @model_validator(mode="after")
     def _header_given(self) -> BudgetParams:
         if self.identity == "header" and not self.header:
@@ -196,7 +204,7 @@ class Budgets(Check):
     def _identity(self, rule: CompiledCheck, ctx: CheckContext) -> str | None:
         """The keyed digest of who is asking; ANONYMOUS or a refusal when the request does not say."""
         raw = api_key(ctx.headers) if self.params.identity == "api_key" else ctx.headers.get(self.params.header or "")
-        if raw:
+        if raw and raw.strip():
             return keyed_digest(raw.strip())
         if self.params.missing_identity == "anonymous":
             return ANONYMOUS

@@ -112,6 +112,7 @@ def test_windows_accept_seconds_and_units():
     ("{windows: [{tokens: 5, window: 0}]}", "between 1 second"),
     ("{}", "at least one window"),
     ("{identity: header, windows: [{tokens: 5, window: 60}]}", "needs `header`"),
+    ('{windows: [{tokens: 5, window: 60}, {tokens: 9, window: "1m"}]}', "same length"),
 ])
 def test_bad_params_are_refused_at_load_time(params, problem):
     with pytest.raises(PolicyError, match=problem):
@@ -228,6 +229,7 @@ def test_a_header_identity_shares_one_budget_between_keys():
     drive(compiled, chat(40, max_tokens=50), {"x-tenant": "team-a", "x-api-key": "one"}, chunks=usage_json(100, 90))
     assert drive(compiled, chat(40, max_tokens=50), {"x-tenant": "team-a", "x-api-key": "two"}).status == 429
     assert used("team-a") == 190
+    assert drive(compiled, chat(40, max_tokens=50), {"x-tenant": "  "}).status == 403  # blank is no identity
 
 
 def test_missing_identity_is_denied_or_counted_as_anonymous():
