@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
 
+from extproc import logs
 from extproc.policy.cases import run_cases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "extproc" / "policies" / "examples"
@@ -13,10 +15,14 @@ POLICIES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith(".te
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
-def test_example_policy_passes_its_cases(path: Path, capsys):
+def test_example_policy_passes_its_cases(path: Path, capsys, monkeypatch):
     cases = path.with_name(path.stem + ".tests.yaml")
     assert cases.exists(), f"{path.name} ships without {cases.name}"
-    status = run_cases(str(path), str(cases))
+    # `policy test` reconfigures logging for the CLI (warning level, cached loggers on this test's captured
+    # stdout): that would silence the audit records later tests capture, so logging stays as it is here.
+    monkeypatch.setattr(logs, "configure", lambda level="info": None)
+    with structlog.testing.capture_logs():
+        status = run_cases(str(path), str(cases))
     out = capsys.readouterr().out
     assert status == 0, out
     assert " 0 failed" in out
