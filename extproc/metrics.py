@@ -18,6 +18,12 @@ MESSAGE_SECONDS = Histogram(
 STREAMS_IN_FLIGHT = Gauge("extproc_streams_in_flight", "ext_proc gRPC streams currently open")
 RELOADS = Counter("extproc_policy_reloads_total", "Policy reload attempts, by result", ["result"])
 ERRORS = Counter("extproc_errors_total", "Errors, by kind", ["kind"])
+BUDGET_RESERVED = Counter("extproc_budget_reserved_tokens_total",
+                          "Tokens reserved at admission by budget rules (prompt estimate + output cap)", ["rule"])
+BUDGET_SETTLED = Counter("extproc_budget_settled_tokens_total",
+                         "Tokens charged to budgets once exchanges ended (reported usage, else estimates)", ["rule"])
+BUDGET_REFUSALS = Counter("extproc_budget_refusals_total", "Budget refusals (would-refusals in monitor mode), by "
+                          "rule, phase (admission, too_large, stream) and mode", ["rule", "phase", "mode"])
 POLICY_INFO = Gauge("extproc_policy_info", "The active policy (value 1), by content digest", ["digest"])
 
 

@@ -24,3 +24,7 @@ def test_example_policy_passes_its_cases(path: Path, capsys):
 
 def test_every_example_has_a_policy():
     assert all(p.with_name(p.name.replace(".tests.yaml", ".yaml")).exists() for p in EXAMPLES.glob("*.tests.yaml"))
+
+
+def test_examples_are_shipped():
+    assert {p.stem for p in POLICIES} >= {"models", "tools", "budgets"}
