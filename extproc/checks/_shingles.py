@@ -39,14 +39,14 @@ def tokens(text: str) -> list[Token]:
     spaced = text.translate(table)
     out: list[Token] = []
     pos = 0
-    for word in spaced.split(" "):
-        if not word:
-            pos += 1
-            continue
-        for cut in range(0, len(word), MAX_TOKEN):
-            piece = word[cut : cut + MAX_TOKEN]
-            out.append(Token(pos + cut, pos + cut + len(piece), piece.lower()))
-        pos += len(word) + 1
+    for word in spaced.split():  # only " " is left between words
+        pos = spaced.find(word, pos)
+        if len(word) <= MAX_TOKEN:
+            out.append(Token(pos, pos + len(word), word.lower()))
+        else:
+            out.extend(Token(pos + cut, pos + min(cut + MAX_TOKEN, len(word)), word[cut : cut + MAX_TOKEN].lower())
+                       for cut in range(0, len(word), MAX_TOKEN))
+        pos += len(word)
     return out
 
 

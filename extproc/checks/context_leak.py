@@ -24,6 +24,7 @@ from extproc.checks._shingles import SYSTEM, TOOLS, ContextEcho, Fingerprints
 from extproc.checks.base import Check
 from extproc.checks.context import CheckContext
 from extproc.model import Segment
+from extproc.normalize import fold
 from extproc.policy.compile import CompiledCheck, CompiledRule
 from extproc.policy.schema import Redaction
 
@@ -37,7 +38,7 @@ class Params(BaseModel):
     shingle_words: int = Field(8, ge=3, le=16, description="words per shingle (n)")
     min_shingles: int = Field(4, ge=1, le=100, description="matching shingles an echo must cover")
     max_gap_words: int = Field(5, ge=0, le=16, description="unmatched output words tolerated inside one echo")
-    min_words: int = Field(5, ge=2, le=16, description="a system prompt shorter than shingle_words is matched "
+    min_words: int = Field(6, ge=2, le=16, description="a system prompt shorter than shingle_words is matched "
                            "whole when it has at least this many words, else ignored")
     tools: bool = Field(True, description="also fingerprint tool and parameter descriptions")
     canary: bool = Field(False, description="append a random per-exchange token to the system prompt and "
@@ -60,11 +61,12 @@ class ContextLeak(Check):
         params: Params = self.params  # type: ignore[assignment]
         prints = Fingerprints(params.shingle_words, params.min_shingles, params.min_words, {})
         hidden = [(i, s) for i, s in enumerate(ctx.parsed.segments) if s.role in HIDDEN_ROLES]
+        # Output is scanned normalised (NFKC, look-alikes folded): fingerprint the hidden text the same way.
         for _, segment in hidden:
-            prints.add(segment.text, SYSTEM, short_whole=True)
+            prints.add(fold(segment.text).text, SYSTEM, short_whole=True)
         if params.tools:
             for text in tool_texts(ctx.parsed.tools):
-                prints.add(text, TOOLS, short_whole=False)
+                prints.add(fold(text).text, TOOLS, short_whole=False)
         canary = self._inject_canary(rule, ctx, hidden) if params.canary else None
         ctx.fields["context_fingerprints"] = len(prints)
         if len(prints) == 0 and canary is None:

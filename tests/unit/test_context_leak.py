@@ -29,7 +29,7 @@ OPENAI = shapes.all_shapes()["openai_chat"]
 
 def echo_detector(text: str = SYS, n: int = 8, min_shingles: int = 4, max_gap: int = 5, max_span: int = 2000,
                   canary: str | None = None) -> ContextEcho:
-    prints = Fingerprints(n, min_shingles, 5, {})
+    prints = Fingerprints(n, min_shingles, 6, {})
     prints.add(text, SYSTEM, short_whole=True)
     return ContextEcho(prints, max_gap, max_span, "[{LABEL}]", canary)
 
@@ -327,3 +327,11 @@ def test_the_check_compiles_its_params_and_rejects_bad_ones():
     assert Params().shingle_words == 8
     with pytest.raises(Exception, match="shingle_words"):
         leak_policy(shingle_words=2)
+
+
+def test_a_system_prompt_written_with_look_alike_letters_is_still_matched():
+    disguised = SYS.replace("a", "\u0430").replace("o", "\u043e")  # Cyrillic look-alikes in the prompt
+    request = {"model": "m", "messages": [{"role": "system", "content": disguised}]}
+    response = {"choices": [{"index": 0, "message": {"role": "assistant", "content": SYS}}]}
+    result = run_exchange(leak_policy(), {"request": request, "response": response})
+    assert result.decision == "redact"
