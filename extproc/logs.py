@@ -9,17 +9,6 @@ import orjson
 import structlog
 
 
-class _CurrentStdout:
-    """Writes to whatever `sys.stdout` is at write time: a stream captured when logging was configured (a test
-    runner's capture) may be closed by the time a later event is logged."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
 def configure(level: str = "info") -> None:
     structlog.configure(
         processors=[
@@ -29,7 +18,7 @@ def configure(level: str = "info") -> None:
             structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj).decode()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStdout()),  # type: ignore[arg-type]
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from extproc.policy import cases as cases_module
 from extproc.policy.cases import run_cases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "extproc" / "policies" / "examples"
@@ -13,7 +14,10 @@ POLICIES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith(".te
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=[p.stem for p in POLICIES])
-def test_example_policy_passes_its_cases(path: Path, capsys):
+def test_example_policy_passes_its_cases(path: Path, capsys, monkeypatch):
+    # run_cases configures structlog for the CLI; in-process that would outlive this test (cached loggers,
+    # a closed capture stream) and hide later tests' logs from structlog.testing.capture_logs.
+    monkeypatch.setattr(cases_module.logs, "configure", lambda level: None)
     cases = path.with_name(path.stem + ".tests.yaml")
     assert cases.exists(), f"{path.name} ships without {cases.name}"
     status = run_cases(str(path), str(cases))
