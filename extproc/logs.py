@@ -25,3 +25,11 @@ def configure(level: str = "info") -> None:
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
+
+
+def where(exc: BaseException) -> str:
+    """Where an exception was raised (file:line), without its message, which may quote content."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""

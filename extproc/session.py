@@ -8,7 +8,6 @@ the policy snapshot it started with, so a reload never mixes two rule sets insid
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -16,9 +15,10 @@ import orjson
 
 from extproc import audit, envoy, limits, logs, metrics, pb, shapes
 from extproc.checks.context import CheckContext
+from extproc.checks.runner import ExchangeChecks, needs_response
 from extproc.errors import (GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable,
                             UnsupportedEncoding)
-from extproc.policy.compile import CompiledCheck, CompiledPolicy, Exchange
+from extproc.policy.compile import CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
 from extproc.normalize import Budget
 from extproc.redact import apply_spans, merge_spans
@@ -50,8 +50,7 @@ class Session:
         self.budget = Budget()  # normalisation work allowed for this whole exchange
         self.started = time.monotonic()
         self.finished = False
-        self.checks: tuple[CompiledCheck, ...] = ()
-        self.ctx: CheckContext | None = None  # set when checks apply to this exchange
+        self.checks: ExchangeChecks | None = None  # set when checks apply to this exchange
 
     # ---- dispatch -------------------------------------------------------------------------------------
     def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
@@ -80,7 +79,7 @@ class Session:
         if isinstance(exc, GatewayError):
             return self._refuse(exc, kind)
         metrics.ERRORS.labels(kind="internal").inc()
-        _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=_where(exc),
+        _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=logs.where(exc),
                    request_id=self.fields.get("request_id"))
         return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
 
@@ -100,14 +99,12 @@ class Session:
             # first message arrived; the upstream reset, the client left or a timeout cut the response).
             self.fields["incomplete"] = True
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
-        if self.ctx is not None:
-            self.fields.update(self.ctx.fields)
+        if self.checks is not None:
+            self.fields.update(self.checks.ctx.fields)
         audit.emit(self.fields, self.verdict)
-        if self.ctx is None:
+        if self.checks is None:
             return None
-        self.ctx.usage = self.fields.get("usage") or {}
-        self.ctx.complete = self.response_ended and "code" not in self.fields
-        return _finish_checks(self.checks, self.ctx)
+        return self.checks.finish(self.fields.get("usage") or {}, self.response_ended and "code" not in self.fields)
 
     # ---- request ---------------------------------------------------------------------------------------
     def _on_request_headers(self, msg: Any) -> pb.ProcessingResponse:
@@ -136,12 +133,12 @@ class Session:
         assert self.shape is not None
         exchange = Exchange(path.split("?")[0], self.shape.name, None, self.headers)
         response_rules = self.policy.rules_for("response", exchange, model_known=False)
-        checks = self.policy.checks_for(exchange, model_known=False)
+        checks = self.policy.checks_for(exchange, model_known=False)  # a check may need the body's model
         # The body names the model: rules scoped by model need it, and usage tracking may rewrite it.
         request = bool(self.policy.rules_for("request", exchange, model_known=False)) or bool(checks) \
             or self.settings.track_stream_usage or _limits_set(self.settings.limits) \
             or any(not rule.models.any for rule in response_rules)
-        response = bool(response_rules) or any("response" in c.check.needs for c in checks)
+        response = bool(response_rules) or needs_response(checks)
         if request and response:
             return None
         if not request:
@@ -163,28 +160,28 @@ class Session:
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields.update(model=parsed.model, stream=parsed.stream)
         clamped = limits.enforce(self.settings.limits, self.shape, parsed)
-        self.checks = self.policy.checks_for(exchange)
-        if self.checks:
-            self.ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
+        check_rules = self.policy.checks_for(exchange)
+        if check_rules:
+            ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
+            self.checks = ExchangeChecks(check_rules, ctx)
             return self._request_checks_then_rules(parsed, clamped)
         return self._request_rules(parsed, exchange, clamped)
 
     async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:
-        assert self.ctx is not None and self.shape is not None
-        for rule in self.checks:
-            await _run_check(rule, rule.check.on_request(rule, self.ctx))
+        assert self.checks is not None and self.shape is not None
+        await self.checks.on_request()
         # A check may have rewritten the model (an alias): rules match on the model that is sent on.
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields["model"] = parsed.model
-        self.ctx.exchange = exchange
-        return self._request_rules(parsed, exchange, clamped or self.ctx.changed)
+        self.checks.ctx.exchange = exchange
+        return self._request_rules(parsed, exchange, clamped or self.checks.ctx.changed)
 
     def _request_rules(self, parsed: Any, exchange: Exchange, changed: bool) -> pb.ProcessingResponse:
         assert self.shape is not None
         doc = parsed.doc
         self.response_rules = self.policy.rules_for("response", exchange)
-        if self.ctx is not None and self.ctx.response_rules:
-            self.response_rules = (*self.response_rules, *self.ctx.response_rules)
+        if self.checks is not None and self.checks.ctx.response_rules:
+            self.response_rules = (*self.response_rules, *self.checks.ctx.response_rules)
         changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc,
                                     "request") or changed
         if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
@@ -217,9 +214,9 @@ class Session:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         self.fields["status"] = status
         annotate = [(self.settings.annotate_header, self._annotation())]
-        if self.ctx is not None:
-            self.ctx.response_headers = headers
-        wanted = bool(self.response_rules) or any("response" in c.check.needs for c in self.checks)
+        if self.checks is not None:
+            self.checks.ctx.response_headers = headers
+        wanted = bool(self.response_rules) or (self.checks is not None and self.checks.needs_response)
         inspect = self.shape is not None and wanted and 200 <= status < 300 and not msg.end_of_stream
         if not inspect:
             return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
@@ -232,8 +229,7 @@ class Session:
                                          self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
                                          self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
                                          normalized=self.settings.normalize,
-                                         on_payload=self._stream_payload_checks if self.checks else None,
-                                         **self._tool_call_hooks())
+                                         **(self.checks.scanner_hooks() if self.checks else {}))
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))
@@ -263,8 +259,8 @@ class Session:
             metrics.ERRORS.labels(kind="response_not_json").inc()
             return CONTINUE_RESPONSE_BODY
         self._record_usage(self.shape.usage_of(doc))
-        for rule in self.checks:
-            _run_check_sync(rule, lambda rule=rule: rule.check.on_response_doc(rule, self.ctx, doc))
+        if self.checks is not None:
+            self.checks.on_response_doc(doc)
         segments = self.shape.response_segments(doc)
         changed = self._apply_rules(self.response_rules, segments, doc, "response")
         annotate = [(self.settings.annotate_header, self._annotation())]
@@ -274,24 +270,6 @@ class Session:
                                                  code="response_unrewritable"))
         return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
                                 set_headers=[*annotate, ("content-length", str(len(new_body)))])
-
-    def _tool_call_hooks(self) -> dict[str, Any]:
-        """Assemble streamed tool calls for the checks that inspect them; hold the calls back only when one
-        of those rules may refuse them (monitor rules just record)."""
-        rules = [rule for rule in self.checks if rule.check.inspects_tool_calls]
-        if not rules:
-            return {}
-        return {"on_tool_call": self._stream_tool_call_checks,
-                "hold_tool_calls": any(rule.enforced and rule.action == "deny" for rule in rules)}
-
-    def _stream_tool_call_checks(self, call: Any) -> None:
-        for rule in self.checks:
-            if rule.check.inspects_tool_calls:
-                _run_check_sync(rule, lambda rule=rule: rule.check.on_tool_call(rule, self.ctx, call))
-
-    def _stream_payload_checks(self, payload: Any) -> None:
-        for rule in self.checks:
-            _run_check_sync(rule, lambda rule=rule: rule.check.on_stream_payload(rule, self.ctx, payload))
 
     # ---- trailers: never requested by our configs, answered correctly if they come ----------------------
     def _on_request_trailers(self, msg: Any) -> pb.ProcessingResponse:
@@ -345,44 +323,6 @@ class Session:
                 "model": self.fields.get("model") or "", "policy": self.fields["policy"]}
 
 
-async def _run_check(rule: CompiledCheck, step: Awaitable[None]) -> None:
-    """Await one check hook; a check that fails (not a policy outcome) is handled by its rule's on_error."""
-    try:
-        await step
-    except GatewayError:
-        raise
-    except Exception as exc:
-        _check_failed(rule, exc)
-
-
-def _run_check_sync(rule: CompiledCheck, step: Any) -> None:
-    try:
-        step()
-    except GatewayError:
-        raise
-    except Exception as exc:
-        _check_failed(rule, exc)
-
-
-def _check_failed(rule: CompiledCheck, exc: Exception) -> None:
-    metrics.ERRORS.labels(kind="check").inc()
-    _log.warning("check_failed", rule=rule.id, check=rule.check.name, error_type=type(exc).__name__,
-                 where=_where(exc))
-    if rule.on_error == "fail_closed":
-        raise PolicyUnavailable(f"check {rule.check.name!r} failed ({type(exc).__name__}); rule {rule.id!r} "
-                                "fails closed", rules=(rule.id,)) from None
-
-
-async def _finish_checks(checks: tuple[CompiledCheck, ...], ctx: CheckContext) -> None:
-    for rule in checks:
-        try:
-            await rule.check.on_finish(rule, ctx)
-        except Exception as exc:  # background work: nothing left to refuse, so count and log it
-            metrics.ERRORS.labels(kind="check").inc()
-            _log.warning("check_finish_failed", rule=rule.id, check=rule.check.name,
-                         error_type=type(exc).__name__, where=_where(exc))
-
-
 def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
     """Serialise a rewritten document. orjson reads 1024 levels of nesting but writes only 254: a deeper
     document that had to change cannot be sent on, so it is refused with `too_deep`."""
@@ -395,9 +335,3 @@ def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
 def _limits_set(limits: Any) -> bool:
     return any(value is not None for value in (limits.max_messages, limits.max_prompt_tokens,
                                                limits.max_output_tokens))
-
-
-def _where(exc: BaseException) -> str:
-    """Where an exception was raised (file:line), without its message, which may quote content."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""

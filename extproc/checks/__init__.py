@@ -11,7 +11,7 @@ import pkgutil
 from extproc.checks.base import Check
 
 _REGISTRY: dict[str, type[Check]] = {}
-_NOT_CHECKS = {"base", "context"}
+_NOT_CHECKS = {"base", "context", "runner"}
 _loaded = False
 
 
