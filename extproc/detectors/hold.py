@@ -11,6 +11,7 @@ import re._constants as sre  # the standard library's parser lists what characte
 import re._parser as sre_parse
 import string
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 
@@ -44,11 +45,15 @@ def _partial_anchor_start(window: str, anchor: str) -> int:
 
 def hold_run(text: str, allowed: frozenset[str], max_span: int) -> int:
     """Hold for patterns whose matches consist only of characters in `allowed`: the trailing run of them."""
-    limit = min(len(text), max_span - 1)
-    size = 0
-    while size < limit and text[-1 - size] in allowed:
-        size += 1
-    return size
+    if max_span <= 1 or not text or text[-1] not in allowed:
+        return 0
+    tail = text[-(max_span - 1) :]
+    return len(tail) - len(tail.rstrip(_joined(allowed)))  # str.rstrip walks the run in C
+
+
+@cache
+def _joined(allowed: frozenset[str]) -> str:
+    return "".join(sorted(allowed))
 
 
 # ---- the characters a pattern can match, for `hold_run` -----------------------------------------------------

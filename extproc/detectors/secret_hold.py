@@ -1,7 +1,7 @@
 """The `secrets` detector's streaming hold (see `secrets.py` for what it must cover), built once per detector.
 
-Per call the work is: the earliest suffix of the tail that cuts an anchor short (one RE2 search per case
-mode), the trailing identifier run (rules with a lead-in), and — only when some anchor occurs in the text at
+Per call the work is: the earliest suffix of the tail that cuts an anchor short (one `str.endswith` per
+case mode, most often all), the trailing identifier run (rules with a lead-in), and — only when some anchor occurs in the text at
 all, which one case-insensitive RE2 search tells — the anchors' candidate starts and the matches that
 straddle the boundary. Text without any anchor, most streamed prose, skips that last, costly part.
 """
@@ -42,9 +42,7 @@ class SecretHold:
         for (a, fold), rs in anchors.items():
             self.windows[fold].setdefault(a[:2], []).append((a, max(rules[r].span for r in rs) - 1, rs))
         self.longest = max((len(p) for parts in self.partials for p in parts), default=0)
-        # The earliest suffix of the tail that is a proper prefix of an anchor: RE2 finds the leftmost one.
-        self.partial_re = [compile_re2(f"(?:{_alternation(set(parts))})\\z") if parts else None
-                           for parts in self.partials]
+        self.partial_ends = [tuple(parts) for parts in self.partials]  # for one str.endswith in C first
         # Every anchor in any case: a superset of what the candidates and the prefilter look for.
         self.any_anchor = compile_re2(f"(?i:{_alternation({a for a, _ in anchors})})") if anchors else None
         self.lead_ins = {r: (c.span, c.rule.lead_in + max(map(len, c.anchors)) - 1)
@@ -69,9 +67,10 @@ class SecretHold:
 
     def _partial_start(self, hay: str, fold: bool) -> int:
         """Where the earliest suffix of `hay` that cuts an anchor of this case mode short starts (len if none)."""
-        regex, cut = self.partial_re[fold], max(0, len(hay) - self.longest)
-        found = regex.search(hay[cut:]) if regex is not None and hay else None
-        return cut + found.start() if found else len(hay)
+        n, parts = len(hay), self.partials[fold]
+        if not parts or not hay.endswith(self.partial_ends[fold]):
+            return n
+        return next(n - k for k in range(min(self.longest, n), 0, -1) if hay[n - k :] in parts)
 
     def _rule_start(self, r: int, hay: str, run: int) -> int:
         """The earliest start known for rule `r` before its anchors are looked at (its lead-in or partials)."""
