@@ -76,8 +76,8 @@ def pattern_chars(pattern: str, ignore_case: bool = False) -> frozenset[str] | N
         return None
     fold = ignore_case or bool(parsed.state.flags & sre.SRE_FLAG_IGNORECASE)
     chars = chars_of(parsed, fold)
-    if chars is None or ("(?i" in pattern or fold) and not all(c.isascii() for c in chars - set("\u017f\u212a")):
-        return None  # case folding of non-ASCII letters has orbits this table does not know
+    if chars is None or ("(?" in pattern or fold) and not all(c.isascii() for c in chars - set("\u017f\u212a")):
+        return None  # case folding (maybe in a flag group) of non-ASCII letters has orbits `folds` does not know
     return frozenset(chars)
 
 

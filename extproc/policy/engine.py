@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 from extproc import metrics
@@ -77,7 +78,7 @@ def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
         timer.observe(time.perf_counter() - started)
 
 
-_DETECTOR_TIMERS: dict[str, object] = {}  # histogram children by detector name: runs once per detector call
+_DETECTOR_TIMERS: dict[str, Any] = {}  # histogram children by detector name: runs once per detector call
 
 
 View = tuple[str, Callable[[int, int], tuple[int, int]] | None]

@@ -39,6 +39,7 @@ def test_hold_is_the_trailing_run_of_pattern_characters():
     r"\Bfoo",  # depends on the character before the scan's start
     "a{,3}",  # RE2 reads it literally, the standard library as a repeat
     "(?i)straße",  # non-ASCII letters under case folding
+    "(?si:é)x",  # the same in a flag group
 ])
 def test_unknowable_character_sets_keep_the_whole_window(pattern):
     assert pattern_chars(pattern) is None
