@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -98,7 +99,7 @@ def main() -> None:
             if name.startswith("stream") and run_once(policy, messages) != sent:
                 raise SystemExit(f"{name} / {pname}: the clean stream was altered")
             number = 3 if name.startswith("stream") or "16" in name else 20
-            seconds = measure(lambda: run_once(policy, messages), number, args.repeats)
+            seconds = measure(functools.partial(run_once, policy, messages), number, args.repeats)
             print(f"{name:<12} {pname:<8} {len(messages):>5} {seconds * 1e6:>12,.0f} "
                   f"{seconds * 1e6 / len(messages):>9,.1f}")
 

@@ -1,9 +1,9 @@
 """The `secrets` detector's streaming hold (see `secrets.py` for what it must cover), built once per detector.
 
-Per call the work is: the earliest suffix of the tail that cuts an anchor short (one `str.endswith` per
-case mode, most often all), the trailing identifier run (rules with a lead-in), and — only when some anchor occurs in the text at
-all, which one case-insensitive RE2 search tells — the anchors' candidate starts and the matches that
-straddle the boundary. Text without any anchor, most streamed prose, skips that last, costly part.
+Per call: the earliest suffix of the tail that cuts an anchor short (a `str.endswith` over all partials per
+case mode first), the trailing identifier run (measured once for every rule with a lead-in), and only when
+some anchor occurs in the text at all (one case-insensitive RE2 search) the anchors' candidate starts and the
+matches that straddle the boundary. Text without any anchor, most streamed prose, skips that costly part.
 """
 
 from __future__ import annotations
