@@ -9,6 +9,7 @@ starts at an anchor (after at most `lead_in` identifier characters) within the r
 the end cuts an anchor short; an anchor is dismissed once a `stop` (by default any character the rule cannot
 contain) or the failure of its `lead` (keyword and separator, say) shows that no match from it reaches the
 end. Nor does the boundary fall between a keyword and its value: the stream scanner only avoids findings.
+The hold is computed by `secret_hold.py`.
 """
 
 from __future__ import annotations
