@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, search_set
 from extproc.model import Finding
 
 _CONTEXT_WINDOW = 40
+_PREFILTER_UP_TO = 4096  # characters: a short text (a streamed tail) is first checked with one RE2 set pass
 _NINO_BAD_PREFIXES = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 
 
@@ -127,10 +128,14 @@ class NationalIdDetector(Detector):
         super().__init__(params)
         wanted = set(self.params.countries)
         self._types = [kind.compiled() for kind in _TYPES if kind.country in wanted]
+        patterns = [p for kind, *_ in self._types for p in (kind.pattern, kind.contextual) if p]
+        self._owners = [rank for rank, (kind, *_) in enumerate(self._types)
+                        for p in (kind.pattern, kind.contextual) if p]
+        self._prefilter = search_set(patterns) if patterns else None
 
     def find(self, text: str) -> list[Finding]:
         candidates = []
-        for rank, (kind, pattern, contextual, keywords) in enumerate(self._types):
+        for rank, (kind, pattern, contextual, keywords) in self._types_present(text):
             for start, end in _matches(text, pattern):
                 candidates.append((start, end, rank, False))
             for start, end in _matches(text, contextual):
@@ -142,6 +147,15 @@ class NationalIdDetector(Detector):
 
     def hold(self, text: str) -> int:
         return hold_run(text, _ID_CHARS, self.max_span)
+
+    def _types_present(self, text: str) -> list[tuple[int, tuple]]:  # type: ignore[type-arg]
+        """(rank, type) of the types whose patterns occur in `text`: on a short text (a stream's tail, where
+        the per-pattern calls dominate) one set pass picks them; a long one runs every pattern, as a set
+        pass that runs out of DFA memory would report no match at all."""
+        if self._prefilter is None or len(text) > _PREFILTER_UP_TO:
+            return list(enumerate(self._types))
+        ranks = sorted({self._owners[i] for i in self._prefilter.Match(text) or ()})
+        return [(rank, self._types[rank]) for rank in ranks]
 
 
 def _matches(text: str, pattern) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]

@@ -6,7 +6,9 @@
         - {label: ticket_id, pattern: "TICKET-[0-9]{4,8}", max_length: 16}
 
 `max_length` bounds the streaming hold-back: set it to the longest text the pattern can match (bounded
-quantifiers such as `{4,8}` make that easy); matches are never longer than it.
+quantifiers such as `{4,8}` make that easy); matches are never longer than it. When every character a
+pattern can match is known (no `.` or negated class), a stream holds back only the trailing run of such
+characters, so ordinary prose after a `TICKET-[0-9]{4,8}` rule is not delayed by its whole `max_length`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from extproc.detectors import register
 from extproc.detectors.base import Detector
+from extproc.detectors.hold import hold_run, pattern_chars
 from extproc.detectors.patterns import compile_re2
 from extproc.model import Finding
 
@@ -48,6 +51,7 @@ class RegexDetector(Detector):
         self._compiled = [(p.label, compile_re2(p.pattern, ignore_case=p.ignore_case), p.max_length)
                           for p in params.patterns]
         self.max_span = max(p.max_length for p in params.patterns)
+        self._holds = [(pattern_chars(p.pattern, p.ignore_case), p.max_length) for p in params.patterns]
 
     def find(self, text: str) -> list[Finding]:
         findings = []
@@ -57,3 +61,8 @@ class RegexDetector(Detector):
                 if start < end:
                     findings.append(Finding(self.name, label, start, min(end, start + max_length)))
         return findings
+
+    def hold(self, text: str) -> int:
+        """Per pattern: the trailing run of characters it can match, else its whole window."""
+        return max(hold_run(text, chars, max_length) if chars is not None else min(len(text), max_length - 1)
+                   for chars, max_length in self._holds)

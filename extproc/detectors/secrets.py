@@ -9,13 +9,12 @@ starts at an anchor (after at most `lead_in` identifier characters) within the r
 the end cuts an anchor short; an anchor is dismissed once a `stop` (by default any character the rule cannot
 contain) or the failure of its `lead` (keyword and separator, say) shows that no match from it reaches the
 end. Nor does the boundary fall between a keyword and its value: the stream scanner only avoids findings.
+The hold is computed by `secret_hold.py`.
 """
 
 from __future__ import annotations
 
-import re._constants as sre  # the standard library's own parser measures rules and lists their characters
-import re._parser as sre_parse
-import string
+import re._parser as sre_parse  # the standard library's own parser measures rules and lists their characters
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cache
@@ -27,12 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from extproc.detectors import register
 from extproc.detectors.base import Detector
+from extproc.detectors.hold import chars_of, folds
 from extproc.detectors.patterns import compile_re2
+from extproc.detectors.secret_hold import FOLD, SecretHold
 from extproc.detectors.secret_rules import LABELS, RULES, Rule
 from extproc.model import Finding
 
-_FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(65, 91)}, "\u017f": "s", "\u212a": "k"})
-_IDENT = string.ascii_letters + string.digits + "_.-\u017f\u212a"
 _CONTINUATION, _UTF8 = bytes(range(0x80, 0xC0)), ("utf-8", "surrogatepass")
 _VALUE_GROUPS = ("v", "dq", "sq", "bq", "hq", "xml", "raw")
 _UNBOUNDED = 1 << 20
@@ -79,7 +78,7 @@ class SecretsDetector(Detector):
         self._rules = [_compiled(i) for i, rule in enumerate(RULES) if rule.label in wanted]
         self._prefilter = _prefilter(tuple(r.rule for r in self._rules)) if self._rules else None
         self.max_span = max((r.span for r in self._rules), default=1)
-        self._index = _hold_index(self._rules)
+        self._hold = SecretHold(self._rules, self.max_span)
 
     def find(self, text: str) -> list[Finding]:
         return [finding for finding, _ in self.matches(text)]
@@ -106,32 +105,7 @@ class SecretsDetector(Detector):
         return out
 
     def hold(self, text: str) -> int:
-        tail = text[-(self.max_span - 1) :] if self.max_span > 1 else ""
-        n, folded, (windows, partials, longest, lead_ins) = len(tail), tail.translate(_FOLD), self._index
-        starts = [n] * len(self._rules)  # per rule: earliest start of a match that may run past the end
-        for k in range(min(longest, n), 0, -1):  # the end cuts an anchor short
-            for fold, hay in ((False, tail), (True, folded)):
-                for r in partials.get((hay[n - k :], fold), ()):
-                    starts[r] = min(starts[r], n - k)
-        for r, span, reach in lead_ins:  # the end may be a match's prefix, or that and part of its anchor
-            starts[r] = max(0, n - span + 1, n - min(_run_before(tail, n, reach), reach))
-        candidates: dict[int, list[int]] = {}
-        for fold, hay in ((False, tail), (True, folded)):
-            present = set(hay) | {hay[i : i + 2] for i in range(n - 1)}  # only anchors whose start occurs
-            for key in present & windows[fold].keys():
-                for anchor, window, rules in windows[fold][key]:
-                    i = hay.find(anchor, max(0, n - window))
-                    while i != -1:
-                        for r in rules:
-                            candidates.setdefault(r, []).append(i)
-                        i = hay.find(anchor, i + 1)
-        for r, positions in candidates.items():
-            starts[r] = _earliest_start(self._rules[r], tail, sorted(set(positions)), starts[r])
-        boundary, wide = min(starts, default=n), text[-2 * self.max_span :]
-        for finding, context in sorted(self.matches(wide), key=lambda m: -m[1]):
-            start, end = context - len(wide) + n, finding.end - len(wide) + n  # relative to `tail`
-            boundary = start if start < boundary < end else boundary
-        return n - boundary
+        return self._hold.hold(text, self.matches)
 
 
 def _to_chars(found: list[tuple], data: bytes, length: int) -> list[tuple]:
@@ -167,62 +141,6 @@ def _dedupe(found: list[tuple]) -> list[tuple[Finding, int]]:
     return [(Finding(SecretsDetector.name, f[0], f[2], f[3], f[4]), f[1]) for f in kept]
 
 
-def _hold_index(rules: list[_Compiled]) -> tuple[tuple[dict, dict], dict, int, list[int]]:
-    """Rules by anchor (keyed by folding and first two characters, with the widest window) and by prefix."""
-    anchors: dict[tuple[str, bool], list[int]] = {}
-    partials: dict[tuple[str, bool], list[int]] = {}
-    for r, c in enumerate(rules):
-        for anchor in c.anchors:
-            anchors.setdefault((anchor, c.rule.ignore_case), []).append(r)
-        for part in () if c.rule.lead_in else c.partials:
-            partials.setdefault((part, c.rule.ignore_case), []).append(r)
-    windows: tuple[dict, dict] = ({}, {})
-    for (a, fold), rs in anchors.items():
-        windows[fold].setdefault(a[:2], []).append((a, max(rules[r].span for r in rs) - 1, rs))
-    longest = max((len(part) for part, _ in partials), default=0)
-    return windows, partials, longest, [(r, c.span, c.rule.lead_in + max(map(len, c.anchors)) - 1)
-                                        for r, c in enumerate(rules) if c.rule.lead_in]
-
-
-def _earliest_start(c: _Compiled, tail: str, positions: list[int], best: int) -> int:
-    """The earliest start before `best` of a match that may run past the end, from its anchors' positions."""
-    n, hit = len(tail), (-1, -1)  # hit: the first stop hit after the last candidate, (n + 1, n + 1) if none
-    lo = max(0, n - (c.span - 1))
-    for p in positions:
-        if p >= best:
-            break
-        if p < lo:
-            continue
-        if c.stop is not None and hit[0] < p:
-            hit = _stop_hit(c.stop, tail, p)
-        s = max(lo, p - _run_before(tail, p, c.rule.lead_in))
-        if (c.stop is None or hit[1] > n) and _lead_possible(c, tail, s, p):
-            return s
-    return best
-
-
-def _stop_hit(stop: Any, tail: str, p: int) -> tuple[int, int]:
-    if isinstance(stop, str):
-        found = tail.find(stop, p)
-        return (found, found + len(stop)) if found != -1 else (len(tail) + 1, len(tail) + 1)
-    match = stop.search(tail[p:])  # a slice: the re2 wrapper re-encodes the whole string it is given
-    return (p + match.start(), p + match.end()) if match else (len(tail) + 1, len(tail) + 1)
-
-
-def _lead_possible(c: _Compiled, tail: str, s: int, p: int) -> bool:
-    """Whether a match from somewhere in `s..p` holds, or may still grow into, the start it needs (`lead`)."""
-    if c.lead is None or c.lead.search(tail[s : p + c.lead_reach + 1]):
-        return True
-    if c.closure is not None:
-        return c.closure[0].fullmatch(tail[p : p + c.closure[1] + 1]) is not None
-    return len(tail) - p <= c.lead_reach
-
-
-def _run_before(text: str, index: int, limit: int) -> int:  # identifier characters (<= limit) ending there
-    piece = text[max(0, index - limit) : index]
-    return len(piece) - len(piece.rstrip(_IDENT))
-
-
 @cache
 def _compiled(index: int) -> _Compiled:
     rule = RULES[index]
@@ -230,7 +148,7 @@ def _compiled(index: int) -> _Compiled:
     width = _width(pattern)  # unbounded (RE2 caps {n,m} at 1000) needs max_len: a test checks max_span
     closure = f"{rule.anchor_group()}(?i:{rule.closure})" if rule.closure else None
     stop = rule.stop if rule.stop is not None else _stop_class(rule)
-    anchors = tuple(a.translate(_FOLD) for a in rule.anchors) if rule.ignore_case else rule.anchors
+    anchors = tuple(a.translate(FOLD) for a in rule.anchors) if rule.ignore_case else rule.anchors
     return _Compiled(
         rule, compile_re2(pattern), min(width, rule.max_len or width), anchors,
         frozenset(a[:k] for a in anchors for k in range(1, len(a))),
@@ -245,48 +163,12 @@ def _width(pattern: str) -> int:
 
 def _stop_class(rule: Rule) -> str | None:
     """`[^...]` of every character a match can hold from its anchor on, or None if that set is open-ended."""
-    chars = _chars(sre_parse.parse(rule.body), False)
+    chars = chars_of(sre_parse.parse(rule.body), False)
     if chars is None:
         return None
-    chars |= {f for anchor in rule.anchors for c in anchor for f in _folds(c, rule.ignore_case)}
+    chars |= {f for anchor in rule.anchors for c in anchor for f in folds(c, rule.ignore_case)}
     return "[^" + "".join("\\" + c if c in "\\]^-[" else c if c.isprintable() else f"\\x{{{ord(c):x}}}"
                           for c in sorted(chars)) + "]"
-
-
-def _chars(items: Any, fold: bool) -> set[str] | None:
-    """The characters a parsed pattern can match (None: negated classes, `.`, ...); `fold`: ignoring case."""
-    out: set[str] = set()
-    for op, arg in items:
-        if op is sre.LITERAL:
-            sub: set[str] | None = _folds(chr(arg), fold)
-        elif op is sre.RANGE:
-            sub = {f for code in range(arg[0], arg[1] + 1) for f in _folds(chr(code), fold)}
-        elif op is sre.CATEGORY:
-            sub = _CATEGORIES.get(arg)
-        elif op is sre.IN:
-            sub = _chars(arg, fold)
-        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT):
-            sub = _chars(arg[2], fold)
-        elif op is sre.SUBPATTERN:
-            sub = _chars(arg[3], fold or bool(arg[1] & sre.SRE_FLAG_IGNORECASE))
-        elif op is sre.BRANCH:
-            subs = [_chars(branch, fold) for branch in arg[1]]
-            sub = None if None in subs else set().union(*subs)  # type: ignore[arg-type]
-        else:
-            sub = set() if op is sre.AT else None
-        if sub is None:
-            return None
-        out |= sub
-    return out
-
-
-def _folds(char: str, fold: bool) -> set[str]:
-    return {char, char.lower(), char.upper(), *_FOLDS_TO.get(char.lower(), ())} if fold else {char}
-
-
-_FOLDS_TO = {"s": ("\u017f",), "k": ("\u212a",)}  # RE2 folds these non-ASCII letters onto ASCII ones
-_CATEGORIES = {sre.CATEGORY_DIGIT: set(string.digits), sre.CATEGORY_SPACE: set(" \t\n\r\f\v"),
-               sre.CATEGORY_WORD: set(string.ascii_letters + string.digits + "_")}
 
 
 @cache

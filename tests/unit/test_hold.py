@@ -27,3 +27,20 @@ def test_run_hold_covers_the_trailing_run_only():
     assert hold_run("Hello, jane.doe@exa", chars, 254) == len("jane.doe@exa")
     assert hold_run("ends with space ", chars, 254) == 0
     assert hold_run("a" * 500, chars, 254) == 253
+
+
+def _reference_run(text: str, allowed: frozenset[str], max_span: int) -> int:
+    size = 0
+    while size < min(len(text), max_span - 1) and text[-1 - size] in allowed:
+        size += 1
+    return size
+
+
+def test_run_hold_matches_a_character_by_character_count():
+    import random
+
+    rng, chars = random.Random(5), frozenset("ab-")
+    for _ in range(2000):
+        text = "".join(rng.choice("ab- x\u00e9") for _ in range(rng.randrange(0, 12)))
+        span = rng.randrange(1, 10)
+        assert hold_run(text, chars, span) == _reference_run(text, chars, span), (text, span)

@@ -88,3 +88,18 @@ def test_hold_is_the_trailing_id_run():
 def test_hold_is_sound(before, case, after):
     _, value, context = case
     assert_hold_sound(DETECTOR, " ".join(before) + " " + context + value + " " + " ".join(after))
+
+
+def test_the_set_prefilter_finds_what_running_every_pattern_finds():
+    unfiltered = NationalIdDetector()
+    unfiltered._prefilter = None  # every pattern, one by one
+    texts = [f"{' '.join(PROSE[:i % 7])} {context}{value} and" for i, (_, value, context) in enumerate(CASES)]
+    texts += [" ".join(PROSE), "no numbers here at all"]
+    for text in texts:
+        assert DETECTOR.find(text) == unfiltered.find(text), text
+    assert all(DETECTOR.find(text) for text in texts[: len(CASES)])  # every case is found through the set
+
+
+def test_a_long_text_skips_the_prefilter_and_still_finds():
+    text = "x " * 3000 + "Steuer-Id 36 574 261 809"
+    assert [f.label for f in DETECTOR.find(text)] == ["national_id:de_idnr"]

@@ -296,3 +296,30 @@ SOUP = WORDS + [crc_token("ghp_"), "password=Zq8vL2mN4p", "AKIA" + "Q" * 16, "ID
 def test_hold_is_sound_on_keyword_soup(pieces):
     check_sound(SecretsDetector(), "".join(pieces))
     check_streamed(SecretsDetector(), "".join(pieces), 1 + len(pieces) % 5)
+
+
+class _Always:
+    """Stands in for the any-anchor RE2 check: always (or never) reports an anchor."""
+
+    def __init__(self, found: bool) -> None:
+        self.found = found
+
+    def search(self, text: str) -> bool:
+        return self.found
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(WORDS + ["model", "Caching", "rules."]), max_size=10).map(" ".join))
+def test_the_no_anchor_fast_path_gives_the_full_hold(text):
+    """Skipping the candidate search when no anchor occurs changes no hold: the slow path agrees."""
+    fast, slow = SecretsDetector(), SecretsDetector()
+    slow._hold.any_anchor = _Always(True)
+    assert fast.hold(text) == slow.hold(text)
+
+
+def test_the_anchor_check_must_not_skip_text_holding_an_anchor():
+    skipping = SecretsDetector()
+    skipping._hold.any_anchor = _Always(False)
+    for text, held in (("password: Hun", "password: Hun"), ('export API_KEY="abc def', 'API_KEY="abc def'),
+                       ("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "-----BEGIN RSA PRIVATE KEY-----\nMIIE")):
+        assert SecretsDetector().hold(text) == len(held) > skipping.hold(text)
