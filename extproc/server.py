@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc import logs, metrics, pb
-from extproc.policy.reload import PolicyHolder
+from extproc.policy.reload import PolicyHolder, close_checks
 from extproc.session import Session
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -68,6 +68,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
 
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()
+BACKGROUND_GRACE_SECONDS = 5.0
 
 
 def _in_background(work: Coroutine[Any, Any, None] | None) -> None:
@@ -127,13 +128,17 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
     if ready is not None:
         ready.set()
     await stop.wait()
-    await _drain(server, health_servicer, options.drain_seconds)
+    await _drain(server, health_servicer, options.drain_seconds, holder)
     watcher.cancel()
 
 
-async def _drain(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float) -> None:
+async def _drain(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float,
+                 holder: PolicyHolder) -> None:
     """Refuse new streams, let in-flight ones finish (up to `grace` seconds)."""
     _log.info("server_draining", grace_seconds=grace)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace)
+    if _BACKGROUND:  # budgets still settling for exchanges that just ended
+        await asyncio.wait(set(_BACKGROUND), timeout=BACKGROUND_GRACE_SECONDS)
+    await close_checks(holder.current)
     _log.info("server_stopped")

@@ -17,6 +17,9 @@ from extproc.policy.compile import CompiledPolicy, compile_policy
 from extproc.policy.load import PolicyError, load_policy_text
 
 _log = logs.get("extproc.policy")
+# A replaced policy's checks may hold connections (Redis). Exchanges that started under it keep using it, so
+# its checks are closed only after the longest stream Envoy allows (stream_idle_timeout in our configs).
+RETIRE_AFTER_SECONDS = 600.0
 
 
 def default_policy_text() -> str:
@@ -58,7 +61,8 @@ class PolicyHolder:
             metrics.RELOADS.labels(result="invalid").inc()
             _log.error("policy_reload_rejected", path=self.path, error=str(exc), kept=self.current.digest[:12])
             return False
-        self.current = compiled
+        retired, self.current = self.current, compiled
+        asyncio.get_running_loop().call_later(RETIRE_AFTER_SECONDS, _close_checks_soon, retired)
         metrics.RELOADS.labels(result="ok").inc()
         metrics.set_active_policy(compiled.digest)
         _log.info("policy_reloaded", path=self.path, policy=compiled.digest[:12], rules=len(compiled.rules))
@@ -70,6 +74,24 @@ class PolicyHolder:
         while True:
             await asyncio.sleep(interval)
             await self.reload_if_changed()
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_checks_soon(policy: CompiledPolicy) -> None:
+    task = asyncio.get_running_loop().create_task(close_checks(policy))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def close_checks(policy: CompiledPolicy) -> None:
+    """Release what a policy's checks hold (connections); a failure is logged, never raised."""
+    for check in {id(rule.check): rule.check for rule in policy.checks}.values():
+        try:
+            await check.close()
+        except Exception as exc:  # closing is best effort
+            _log.warning("check_close_failed", check=check.name, error_type=type(exc).__name__)
 
 
 def _sha(text: str) -> str:

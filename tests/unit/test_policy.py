@@ -129,3 +129,31 @@ def test_reload_follows_a_configmap_style_symlink_swap(tmp_path):
     (tmp_path / "..data_tmp").rename(tmp_path / "..data")
     assert asyncio.run(holder.reload_if_changed()) is True
     assert holder.current.rules[0].id == "new"
+
+
+def test_a_replaced_policy_has_its_checks_closed_after_the_retire_delay(tmp_path, monkeypatch):
+    from extproc.policy import reload
+
+    monkeypatch.setattr(reload, "RETIRE_AFTER_SECONDS", 0.01)
+    closed: list[str] = []
+
+    async def fake_close(self):
+        closed.append(self.name)
+
+    monkeypatch.setattr("extproc.checks.budgets.Budgets.close", fake_close, raising=True)
+    budget = "version: 1\nrules:\n  - id: b\n    check: budgets\n    params: {windows: [{tokens: 1000, window: 1h}]}\n"
+    path = tmp_path / "p.yaml"
+    path.write_text(budget)
+    holder = PolicyHolder(str(path))
+
+    async def swap_and_wait():
+        path.write_text("version: 1\nrules:\n" + regex_rule("two", "deny"))
+        assert await holder.reload_if_changed() is True
+        assert closed == []  # in-flight exchanges may still use the old policy's checks
+        for _ in range(100):
+            if closed:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(swap_and_wait())
+    assert closed == ["budgets"]
