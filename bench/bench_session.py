@@ -15,6 +15,7 @@ Run: .venv/bin/python -m bench.bench_session [--repeats 5] [--only stream] [--po
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import os
@@ -27,6 +28,7 @@ from extproc import logs, pb
 from extproc.policy.reload import compile_text
 from extproc.session import Session
 
+LOOP = asyncio.new_event_loop()  # runs the awaitable replies of checks (and their end-of-exchange work)
 HEADERS = {":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw",
            "content-type": "application/json", "x-request-id": "bench-1"}
 
@@ -61,11 +63,15 @@ def run_once(policy, messages: list[pb.ProcessingRequest]) -> bytes:  # type: ig
     out = []
     for msg in messages:
         reply = session.handle(msg)
+        if not isinstance(reply, pb.ProcessingResponse):
+            reply = LOOP.run_until_complete(reply)
         if msg.WhichOneof("request") == "response_body":
             mutation = reply.response_body.response.body_mutation
             out.append(mutation.body if mutation.WhichOneof("mutation") == "body" else
                        b"" if mutation.clear_body else msg.response_body.body)
-    session.finish()
+    work = session.finish()
+    if work is not None:
+        LOOP.run_until_complete(work)
     return b"".join(out)
 
 

@@ -80,7 +80,7 @@ def default_policy() -> BenchPolicy:
 
 def full_policy() -> BenchPolicy:
     """One rule per registered detector, direction both: redact (prompt_injection: annotate, so clean
-    traffic is never refused but every detector still runs on every text)."""
+    traffic is never refused but every detector still runs on every text), plus every governance check."""
     registered = detectors.registry()
     notes = []
     rules: list[dict] = []
@@ -96,6 +96,7 @@ def full_policy() -> BenchPolicy:
             notes.append(f"detector {name} skipped: its rule does not compile ({str(exc)[:120]})")
             continue
         rules.append(rule)
+    rules.extend(_governance_rules(notes))
     if "secrets" not in registered:
         notes.append("`secrets` detector not registered: the regex rule carries the secret formats")
     missing = sorted({"secrets", "email", "phone", "payment_card", "iban", "us_ssn", "national_id",
@@ -104,6 +105,28 @@ def full_policy() -> BenchPolicy:
         notes.append("not registered (not benchmarked): " + ", ".join(missing))
     text = _dump({"version": 1, "rules": rules})
     return _check("full", text, notes)
+
+
+# Governance checks that let the bench's traffic through while doing their full work on every exchange.
+GOVERNANCE_RULES = [
+    {"id": "full-models", "check": "models", "params": {"allow": ["*"], "floating_tags": []}},
+    {"id": "full-tools", "check": "tools", "params": {"deny": ["bench_never_declared_*"]}},
+    {"id": "full-context-leak", "check": "context_leak", "action": "redact"},
+    {"id": "full-budgets", "check": "budgets",
+     "params": {"windows": [{"tokens": 10**12, "window": "1h"}], "missing_identity": "anonymous"}},
+]
+
+
+def _governance_rules(notes: list[str]) -> list[dict]:
+    kept = []
+    for rule in GOVERNANCE_RULES:
+        try:
+            compile_text(_dump({"version": 1, "rules": [rule]}), "probe")
+        except PolicyError as exc:
+            notes.append(f"check {rule['check']} skipped: its rule does not compile ({str(exc)[:160]})")
+            continue
+        kept.append(rule)
+    return kept
 
 
 def none_policy() -> BenchPolicy:
