@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from extproc import logs, metrics, pb
+from extproc import digest, logs, metrics, pb
 from extproc.policy.reload import PolicyHolder
 from extproc.session import Session
 
@@ -32,6 +32,7 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    digest_key_file: str | None = None
 
 
 LARGE_BODY_BYTES = 256 * 1024
@@ -51,6 +52,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
     async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],  # noqa: N802
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
         session = Session(self.holder.current)
+        digest.bind_exchange_key()
         metrics.STREAMS_IN_FLIGHT.inc()
         try:
             async for request in request_iterator:
@@ -103,6 +105,7 @@ def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
 
 async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
     holder = PolicyHolder(options.policy)
+    digest_key = digest.configure(options.digest_key_file)
     server = grpc.aio.server(options=grpc_options(options))
     pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
     health_servicer = health.aio.HealthServicer()
@@ -118,8 +121,10 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _log.info("server_started", listen=options.listen, metrics=options.metrics_listen,
-              policy=holder.current.digest[:12], policy_path=options.policy or "default")
-    watcher = asyncio.create_task(holder.watch(options.reload_interval))
+              policy=holder.current.digest[:12], policy_path=options.policy or "default",
+              digest_key=digest_key.source)
+    watchers = [asyncio.create_task(holder.watch(options.reload_interval)),
+                asyncio.create_task(digest_key.watch(options.reload_interval))]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,7 +133,8 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
         ready.set()
     await stop.wait()
     await _drain(server, health_servicer, options.drain_seconds)
-    watcher.cancel()
+    for watcher in watchers:
+        watcher.cancel()
 
 
 async def _drain(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float) -> None:
