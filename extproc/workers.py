@@ -15,7 +15,8 @@ def worker_argv(args: argparse.Namespace, index: int) -> list[str]:
     host, _, port = args.listen.rpartition(":")
     listen = args.listen if args.reuse_port else f"{host}:{int(port) + index}"
     argv = [sys.executable, "-m", "extproc", "serve", "--listen", listen, "--workers", "1",
-            "--drain-seconds", str(args.drain_seconds), "--log-level", args.log_level]
+            "--drain-seconds", str(args.drain_seconds), "--log-level", args.log_level,
+            "--max-streams", str(args.max_streams)]
     if args.policy:
         argv += ["--policy", args.policy]
     if args.metrics_listen:
