@@ -59,6 +59,7 @@ def test_overload_is_refused_fast_and_recovers(request, tmp_path_factory, upstre
     started = time.monotonic()
     refused = stack.post(CHAT, chat(stream=False))
     refused_in = time.monotonic() - started
+    print(f"FAULT overload: third stream refused with {refused.status} in {refused_in:.3f} s")
     release.set()
     for thread in holders:
         thread.join(timeout=15)
