@@ -173,14 +173,17 @@ def write_report(out: str, meta: dict, tally: Tally, samples: list[Sample], resu
             "notes": tally.notes}, "samples": [asdict(s) for s in samples]}
     with open(os.path.join(out, "soak.json"), "w") as handle:
         json.dump(data, handle, indent=1)
-    lines = [f"# Soak: {meta['minutes']} min at {meta['rps']} req/s ({'PASSED' if result['passed'] else 'FAILED'})",
-             "", f"- requests: {tally.sent} ({', '.join(f'{k} {v}' for k, v in sorted(tally.by_kind.items()))})",
+    verdict_word = "PASSED" if result["passed"] else "FAILED"
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(tally.by_kind.items()))
+    memory = (f"- service RSS: {result['rss_after_warmup_mib']:.1f} MiB after {meta['warmup_s']} s warm-up, "
+              f"{result['rss_at_end_mib']:.1f} MiB at the end (growth {result['rss_growth_mib']:+.2f} MiB, "
+              f"limit {meta['max_growth_mib']}), peak {result['rss_peak_mib']:.1f} MiB")
+    errors = (f"- service error counters grew by {result['service_error_growth']:g}; client failures "
+              f"{result['client_failures']}")
+    lines = [f"# Soak: {meta['minutes']} min at {meta['rps']} req/s ({verdict_word})", "",
+             f"- requests: {tally.sent} ({kinds})",
              f"- planted secrets: {tally.leak.planted}, leaked {tally.leak.leaked}, altered {tally.leak.altered}",
-             f"- service RSS: {result['rss_after_warmup_mib']:.1f} MiB after {meta['warmup_s']} s warm-up, "
-             f"{result['rss_at_end_mib']:.1f} MiB at the end (growth {result['rss_growth_mib']:+.2f} MiB, "
-             f"limit {meta['max_growth_mib']}), peak {result['rss_peak_mib']:.1f} MiB",
-             f"- service error counters grew by {result['service_error_growth']:g}; client failures "
-             f"{result['client_failures']}", "", "| t (s) | RSS (MiB) | requests | service errors |", "|---|---|---|---|"]
+             memory, errors, "", "| t (s) | RSS (MiB) | requests | service errors |", "|---|---|---|---|"]
     lines += [f"| {s.t:g} | {s.rss_mib:.1f} | {s.requests} | {s.service_errors:g} |" for s in samples]
     lines += ["", *[f"- {note}" for note in tally.notes]]
     path = os.path.join(out, "soak.md")

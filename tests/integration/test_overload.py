@@ -30,7 +30,7 @@ def chat(stream: bool) -> dict:
 
 
 def refused_count(stack) -> float:
-    found = re.search(r"^extproc_streams_refused_total (\S+)$", stack.metrics(), re.M)
+    found = re.search(r"^extproc_streams_refused_total (\S+)$", stack.metrics(), re.MULTILINE)
     assert found, "extproc_streams_refused_total missing from /metrics"
     return float(found.group(1))
 
