@@ -2,11 +2,12 @@
 across pods sharing a key) without being stored.
 
 The key comes from a file (`serve --digest-key-file`, else EXTPROC_HMAC_KEY_FILE), else EXTPROC_HMAC_KEY,
-else a random per-process key. The server polls the file's content like the policy reloader and swaps in a
-changed key without a restart (a Kubernetes Secret update swaps a symlink, so the path is re-read, not
-watched). Each exchange binds the key current at its start (a context variable set in the gRPC handler's
-task, inherited by its background work), so redaction tags and the audit record of one exchange always use
-one key. The key is never logged: rotations are logged with a generation number.
+else a random per-process key; while a configured file is missing, the env or random key is used. The
+server polls the file's content like the policy reloader and swaps in a changed key without a restart (a
+Kubernetes Secret update swaps a symlink, so the path is re-read, not watched). Each exchange binds the key
+current at its start (a context variable set in the gRPC handler's task, inherited by its background work),
+so redaction tags and the audit record of one exchange always use one key. The key is never logged:
+rotations are logged with a generation number.
 """
 
 from __future__ import annotations
@@ -35,16 +36,14 @@ class DigestKey:
         self.path = path or os.environ.get(ENV_FILE) or None
         self.generation = 1
         self._unreadable = False
-        if os.environ.get(ENV_KEY) and not self.path:
-            self.source, self.current = "env", os.environ[ENV_KEY].encode()
-            return
-        self.source, self.current = "random", secrets.token_bytes(32)
+        env = os.environ.get(ENV_KEY)
+        self.source, self.current = ("env", env.encode()) if env else ("random", secrets.token_bytes(32))
         if self.path:
             try:
                 self.source, self.current = "file", self._read()
             except DigestKeyError as exc:
-                # Not fatal (an optional Kubernetes Secret not created yet): start with the random key, warn,
-                # and keep polling; the file's key is taken when it appears.
+                # Not fatal (an optional Kubernetes Secret not created yet): start with the env or random key,
+                # warn, and keep polling; the file's key is taken when it appears.
                 self._warn_unreadable(exc)
 
     def _warn_unreadable(self, exc: DigestKeyError) -> None:

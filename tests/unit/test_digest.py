@@ -111,3 +111,10 @@ def test_an_exchange_keeps_the_key_it_started_with(key_file):
 async def _bound_digest() -> str:
     digest.bind_exchange_key()
     return digest.keyed_digest("v")
+
+
+def test_missing_file_falls_back_to_the_env_key(key_file, monkeypatch):
+    key_file.unlink()
+    monkeypatch.setenv(digest.ENV_KEY, "env-key")
+    keys = digest.configure(str(key_file))
+    assert (keys.source, digest.keyed_digest("v")) == ("env", expected(b"env-key", "v"))
