@@ -21,6 +21,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert", help="server certificate (PEM) for TLS to Envoy")
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA bundle to require and verify Envoy's client certificate (mTLS)")
+    p.add_argument("--max-streams", type=int, default=1000,
+                   help="exchanges in flight per process before new ones are refused (Envoy answers 503); "
+                   "0: no cap (default %(default)s)")
+    p.add_argument("--digest-key-file", help="HMAC key for audit digests (re-read when it changes; "
+                   "default: $EXTPROC_HMAC_KEY_FILE, else $EXTPROC_HMAC_KEY, else a random key per process)")
     p.add_argument("--log-level", default="info")
 
 

@@ -28,7 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
         return run_workers(args)
     options = ServeOptions(listen=args.listen, policy=args.policy, metrics_listen=args.metrics_listen,
                            drain_seconds=args.drain_seconds, reuse_port=args.reuse_port, tls_cert=args.tls_cert,
-                           tls_key=args.tls_key, tls_client_ca=args.tls_client_ca)
+                           tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                           digest_key_file=args.digest_key_file, max_streams=args.max_streams)
     try:
         asyncio.run(serve(options))
     except PolicyError as exc:

@@ -15,6 +15,17 @@ EXT_PROC = "envoy.filters.http.ext_proc"
 TYPES = "type.googleapis.com/envoy.extensions"
 
 
+@dataclass(frozen=True)
+class ExtProcTls:
+    """TLS from Envoy to the service: verify its certificate against `ca` (and its SAN `sni`); with
+    `client_cert`/`client_key`, present a client certificate too (mutual TLS)."""
+
+    ca: str
+    sni: str = "extproc.internal"
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
 @dataclass
 class StackPorts:
     listen_port: int = 10000
@@ -24,6 +35,7 @@ class StackPorts:
     bind: str = "127.0.0.1"
     message_timeout: str = "2s"
     buffer_limit: int = 4 * 1024 * 1024
+    extproc_tls: ExtProcTls | None = None
 
 
 def render(ports: StackPorts) -> dict:
@@ -31,7 +43,7 @@ def render(ports: StackPorts) -> dict:
         "admin": {"address": _address(ports.bind, ports.admin_port)},
         "static_resources": {
             "listeners": [_listener(ports)],
-            "clusters": [_extproc_cluster(ports.extproc_ports), _model_cluster(ports.upstream)],
+            "clusters": [_extproc_cluster(ports.extproc_ports, ports.extproc_tls), _model_cluster(ports.upstream)],
         },
     }
 
@@ -121,8 +133,8 @@ def _access_log() -> dict:
     }}
 
 
-def _extproc_cluster(ports: list[int]) -> dict:
-    return {
+def _extproc_cluster(ports: list[int], tls: ExtProcTls | None = None) -> dict:
+    cluster = {
         "name": "ext_proc",
         "type": "STATIC",
         "connect_timeout": "1s",
@@ -139,6 +151,28 @@ def _extproc_cluster(ports: list[int]) -> dict:
             {"endpoint": {"address": _address("127.0.0.1", port)}} for port in ports
         ]}]},
     }
+    if tls is not None:
+        cluster["transport_socket"] = _extproc_tls_socket(tls)
+    return cluster
+
+
+def _extproc_tls_socket(tls: ExtProcTls) -> dict:
+    context: dict = {
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+        "alpn_protocols": ["h2"],  # gRPC servers refuse TLS connections that do not negotiate HTTP/2
+        "validation_context": {
+            "trusted_ca": {"filename": tls.ca},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls.sni}}],
+        },
+    }
+    if tls.client_cert:
+        context["tls_certificates"] = [{"certificate_chain": {"filename": tls.client_cert},
+                                        "private_key": {"filename": tls.client_key}}]
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": f"{TYPES}.transport_sockets.tls.v3.UpstreamTlsContext",
+        "sni": tls.sni,
+        "common_tls_context": context,
+    }}
 
 
 def _model_cluster(upstream: str) -> dict:

@@ -16,6 +16,8 @@ MESSAGE_SECONDS = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
 )
 STREAMS_IN_FLIGHT = Gauge("extproc_streams_in_flight", "ext_proc gRPC streams currently open")
+STREAMS_REFUSED = Counter("extproc_streams_refused_total",
+                          "ext_proc streams refused with RESOURCE_EXHAUSTED because --max-streams were in flight")
 RELOADS = Counter("extproc_policy_reloads_total", "Policy reload attempts, by result", ["result"])
 ERRORS = Counter("extproc_errors_total", "Errors, by kind", ["kind"])
 BUDGET_RESERVED = Counter("extproc_budget_reserved_tokens_total",

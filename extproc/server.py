@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from extproc import logs, metrics, pb
+from extproc import digest, logs, metrics, pb
 from extproc.policy.reload import PolicyHolder, close_checks
 from extproc.session import Session
 
@@ -32,6 +32,8 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    digest_key_file: str | None = None
+    max_streams: int = 1000  # concurrent ext_proc streams (= exchanges in flight) before refusing new ones
 
 
 LARGE_BODY_BYTES = 256 * 1024
@@ -45,12 +47,21 @@ def _is_large_body(request: pb.ProcessingRequest) -> bool:
 
 
 class ExternalProcessor(pb.ExternalProcessorServicer):
-    def __init__(self, holder: PolicyHolder) -> None:
+    def __init__(self, holder: PolicyHolder, max_streams: int = 0) -> None:
         self.holder = holder
+        self.max_streams = max_streams  # 0: no cap
+        self.in_flight = 0
 
     async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],  # noqa: N802
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
+        if self.max_streams and self.in_flight >= self.max_streams:
+            # Refuse at once rather than queue: Envoy fails closed (status_on_error) and the client can retry
+            # on another replica, while the exchanges already admitted keep their CPU.
+            metrics.STREAMS_REFUSED.inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many exchanges in flight")
         session = Session(self.holder.current)
+        digest.bind_exchange_key()
+        self.in_flight += 1
         metrics.STREAMS_IN_FLIGHT.inc()
         try:
             async for request in request_iterator:
@@ -63,6 +74,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
                     reply = session.handle(request)
                 yield reply if isinstance(reply, pb.ProcessingResponse) else await reply
         finally:
+            self.in_flight -= 1
             metrics.STREAMS_IN_FLIGHT.dec()
             _in_background(session.finish())
 
@@ -104,8 +116,9 @@ def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
 
 async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
     holder = PolicyHolder(options.policy)
+    digest_key = digest.configure(options.digest_key_file)
     server = grpc.aio.server(options=grpc_options(options))
-    pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
+    pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder, options.max_streams), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     credentials = _credentials(options)
@@ -119,8 +132,10 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _log.info("server_started", listen=options.listen, metrics=options.metrics_listen,
-              policy=holder.current.digest[:12], policy_path=options.policy or "default")
-    watcher = asyncio.create_task(holder.watch(options.reload_interval))
+              policy=holder.current.digest[:12], policy_path=options.policy or "default",
+              digest_key=digest_key.source)
+    watchers = [asyncio.create_task(holder.watch(options.reload_interval)),
+                asyncio.create_task(digest_key.watch(options.reload_interval))]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,7 +144,8 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
         ready.set()
     await stop.wait()
     await _drain(server, health_servicer, options.drain_seconds, holder)
-    watcher.cancel()
+    for watcher in watchers:
+        watcher.cancel()
 
 
 async def _drain(server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float,

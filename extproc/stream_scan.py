@@ -122,14 +122,19 @@ class StreamScanner:
         if final:
             touched = set(self.keys)
             self._close_tool_calls()
-        elif self.held_bytes + self.framer.pending > self.max_held:
-            if self.on_limit == "fail_closed" or self._holding_tool_call():  # an unchecked call never leaks
-                raise PayloadTooLarge(f"stream held more than {self.max_held} bytes awaiting a decision",
-                                      code="stream_hold_limit")
-            touched, final = set(self.keys), True
         for key in touched | closed:
             self._advance(self.keys[key], final or key in closed)
-        return self._emit()
+        out = self._emit()
+        # The limit bounds what is still held once this chunk's safe text went out, not the chunk's size: a
+        # burst of records larger than the limit in one chunk is not a reason to end the stream.
+        if not final and self.held_bytes + self.framer.pending > self.max_held:
+            if self.on_limit == "fail_closed" or self._holding_tool_call():  # an unchecked call never leaks
+                return out + self.abort(PayloadTooLarge(
+                    f"stream held more than {self.max_held} bytes awaiting a decision", code="stream_hold_limit"))
+            for keytext in self.keys.values():
+                self._advance(keytext, True)
+            out += self._emit()
+        return out
 
     def _check_total(self, records: list[Record]) -> None:
         self.total_bytes += sum(len(r.raw) for r in records)

@@ -15,7 +15,8 @@ def worker_argv(args: argparse.Namespace, index: int) -> list[str]:
     host, _, port = args.listen.rpartition(":")
     listen = args.listen if args.reuse_port else f"{host}:{int(port) + index}"
     argv = [sys.executable, "-m", "extproc", "serve", "--listen", listen, "--workers", "1",
-            "--drain-seconds", str(args.drain_seconds), "--log-level", args.log_level]
+            "--drain-seconds", str(args.drain_seconds), "--log-level", args.log_level,
+            "--max-streams", str(args.max_streams)]
     if args.policy:
         argv += ["--policy", args.policy]
     if args.metrics_listen:
@@ -23,7 +24,7 @@ def worker_argv(args: argparse.Namespace, index: int) -> list[str]:
         argv += ["--metrics-listen", f"{mhost}:{int(mport) + index}"]
     if args.reuse_port:
         argv.append("--reuse-port")
-    for flag in ("tls_cert", "tls_key", "tls_client_ca"):
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "digest_key_file"):
         if getattr(args, flag):
             argv += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     return argv

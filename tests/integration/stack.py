@@ -16,7 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from extproc.envoy_config import StackPorts, render_yaml
+from extproc.envoy_config import ExtProcTls, StackPorts, render_yaml
 from extproc.stack import envoy_binary, free_port, wait_for_envoy, wait_for_port
 
 
@@ -37,6 +37,9 @@ class Stack:
     upstream_url: str
     message_timeout: str = "2s"
     workers: int = 1
+    service_args: tuple[str, ...] = ()  # extra `extproc serve` flags (TLS, limits, ...)
+    service_env: dict[str, str] = field(default_factory=dict)
+    extproc_tls: ExtProcTls | None = None  # how Envoy connects to the service
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> Stack:
@@ -47,7 +50,7 @@ class Stack:
         self.listen_port, self.admin_port = free_port(), free_port()
         ports = StackPorts(listen_port=self.listen_port, admin_port=self.admin_port,
                            extproc_ports=[self.grpc_port + i for i in range(self.workers)], upstream=self.upstream_url,
-                           message_timeout=self.message_timeout)
+                           message_timeout=self.message_timeout, extproc_tls=self.extproc_tls)
         config = os.path.join(self.workdir, "envoy.yaml")
         with open(config, "w") as handle:
             handle.write(render_yaml(ports))
@@ -59,8 +62,8 @@ class Stack:
     def start_service(self) -> None:
         argv = [sys.executable, "-m", "extproc", "serve", "--policy", self.policy_path,
                 "--listen", f"127.0.0.1:{self.grpc_port}", "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                "--drain-seconds", "10", "--workers", str(self.workers)]
-        env = {**os.environ, "EXTPROC_HMAC_KEY": "test-key", "PYTHONUNBUFFERED": "1"}
+                "--drain-seconds", "10", "--workers", str(self.workers), *self.service_args]
+        env = {**os.environ, "EXTPROC_HMAC_KEY": "test-key", "PYTHONUNBUFFERED": "1", **self.service_env}
         self.procs["service"] = self._spawn("service", argv, env)
         for i in range(self.workers):
             wait_for_port(self.grpc_port + i, 30, self.procs["service"])
