@@ -58,6 +58,8 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
             # Refuse at once rather than queue: Envoy fails closed (status_on_error) and the client can retry
             # on another replica, while the exchanges already admitted keep their CPU.
             metrics.STREAMS_REFUSED.inc()
+            _log.warning("stream_refused", reason="too many exchanges in flight", in_flight=self.in_flight,
+                         limit=self.max_streams)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many exchanges in flight")
         session = Session(self.holder.current)
         digest.bind_exchange_key()

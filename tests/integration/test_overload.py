@@ -67,6 +67,7 @@ def test_overload_is_refused_fast_and_recovers(request, tmp_path_factory, upstre
     assert refused.status == 503 and refused_in < 1.0, (refused.status, refused_in)
     assert len(upstream.requests) == 2  # the refused request never reached the model server
     assert refused_count(stack) == 1
+    assert '"stream_refused"' in stack.log("service")  # a refusal is logged with its reason
     assert [r.status for r in results] == [200, 200]
     assert all(openai_text(r.body).split() == [f"part{i}" for i in range(12)] for r in results)
     assert stack.post(CHAT, chat(stream=False)).status == 200  # the slots were given back
