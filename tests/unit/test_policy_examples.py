@@ -27,4 +27,4 @@ def test_every_example_has_a_policy():
 
 
 def test_examples_are_shipped():
-    assert {p.stem for p in POLICIES} >= {"models", "tools", "budgets", "context_leak"}
+    assert {p.stem for p in POLICIES} >= {"models", "tools", "budgets", "context_leak", "unsafe_output", "limits"}
