@@ -58,6 +58,8 @@ class EmailDetector(Detector):
     max_span = 254  # RFC 5321 path limit: 256 minus the angle brackets
 
     def find(self, text: str) -> list[Finding]:
+        if "@" not in text:
+            return []  # every address has one (normalisation already folded look-alike at signs)
         findings = []
         for match in _PATTERN.finditer(text):
             start, end = match.span()
@@ -68,6 +70,12 @@ class EmailDetector(Detector):
     def hold(self, text: str) -> int:
         # A match running past the end is either still in its local part (a run of local-part characters) or
         # already past its `@` (local run, `@`, then a run of domain characters).
+        if "@" not in text[-self.max_span :]:
+            return hold_run(text, _LOCAL_CHARS, self.max_span)  # not past an `@`: only a local part can run on
+        return self.hold_all(text)
+
+    def hold_all(self, text: str) -> int:
+        """`hold` without its shortcut (tests compare the two)."""
         held = hold_run(text, _LOCAL_CHARS, self.max_span)
         domain = 0
         while domain < min(len(text), self.max_span) and _is_domain_char(text[-1 - domain]):

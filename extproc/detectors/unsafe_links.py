@@ -121,6 +121,12 @@ class UnsafeLinksDetector(Detector):
         self._hold = Hold(self._html, self._bare, p.images_only, self.max_span)
 
     def find(self, text: str) -> list[Finding]:
+        if self._bare is None and "<" not in text and "]" not in text:
+            return []  # every Markdown construct has a `]`, every HTML one a `<` (most stream deltas: neither)
+        return self.find_all(text)
+
+    def find_all(self, text: str) -> list[Finding]:
+        """`find` without its shortcut (tests compare the two)."""
         index = Index(text)
         hits = self._html.find(index) + self._markdown.find(index) + self._markdown.autolinks(index)
         if self._bare is not None:
@@ -134,6 +140,12 @@ class UnsafeLinksDetector(Detector):
         return [Finding(self.name, h.label, h.start, h.end, replacement=h.replacement) for h in hits]
 
     def hold(self, text: str) -> int:
+        if self._bare is None and not any(char in text for char in "<[]!"):
+            return 0  # no candidate start (the only places Hold looks from)
+        return self._hold.hold(text)
+
+    def hold_all(self, text: str) -> int:
+        """`hold` without its shortcut (tests compare the two)."""
         return self._hold.hold(text)
 
 

@@ -72,3 +72,13 @@ def test_hold_is_bounded_by_max_span():
 def test_hold_is_sound(before, value, after, glue):
     text = " ".join(before) + glue + value + glue + " ".join(after)
     assert_hold_sound(DETECTOR, text)
+
+
+def test_the_hold_shortcut_agrees_with_the_full_hold():
+    import random
+
+    rng = random.Random(11)
+    pieces = ["a", "b.c", "@", "example", ".com", " ", "-", "é", "\n", "x" * 300, "[1.2.3.4]"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert EmailDetector().hold(text) == EmailDetector().hold_all(text), text

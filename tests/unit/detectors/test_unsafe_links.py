@@ -622,3 +622,17 @@ def test_a_look_alike_of_an_allowed_host_is_not_folded_into_it_by_normalisation(
     assert scan_text(rules, "![x](https://example.com/a.png)", "assistant", "response") == []
     hits = scan_text(rules, "![x](https://ex\u0430mple.com/?q=secret)", "assistant", "response")
     assert [h.finding.label for h in hits] == ["unsafe_image"]
+
+
+@pytest.mark.parametrize("params", [{}, {"images_only": True}, {"allowed_domains": ["ok.test"]}])
+def test_the_shortcuts_agree_with_the_full_scan(params):
+    """find/hold skip texts without `<`/`]` (find) or `<[]!` (hold); on random texts, with and without those
+    characters, they must answer what the full scan answers."""
+    detector = UnsafeLinksDetector(UnsafeLinksParams(**params))
+    rng = random.Random(7)
+    pieces = ["![a](", "https://evil.test/x", ")", "[", "]", "<img src=", ">", "<", "!", "(", " ", "word",
+              "www.evil.test", "]: ", "<https://e.test>", "ok.test", "\n"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert detector.find(text) == detector.find_all(text), text
+        assert detector.hold(text) == detector.hold_all(text), text
