@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc import digest, logs, metrics, pb
 from extproc.policy.reload import PolicyHolder, close_checks
-from extproc.session import Session
+from extproc.session import LARGE_BODY_BYTES, Session
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 _log = logs.get("extproc.server")
@@ -36,7 +36,6 @@ class ServeOptions:
     max_streams: int = 1000  # concurrent ext_proc streams (= exchanges in flight) before refusing new ones
 
 
-LARGE_BODY_BYTES = 256 * 1024
 MORE_TIME = pb.ProcessingResponse()
 MORE_TIME.override_message_timeout.FromSeconds(30)  # bounded by the filter's max_message_timeout
 

@@ -7,6 +7,7 @@ the policy snapshot it started with, so a reload never mixes two rule sets insid
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any
@@ -28,6 +29,7 @@ from extproc.stream_scan import StreamScanner
 _log = logs.get("extproc.session")
 CONTINUE_REQUEST_BODY = envoy.body_reply("request")
 CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
+LARGE_BODY_BYTES = 256 * 1024  # bodies scanned off the event loop (the server also asks Envoy for more time)
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
 DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject",
                      UnsupportedEncoding: "reject"}
@@ -51,6 +53,7 @@ class Session:
         self.started = time.monotonic()
         self.finished = False
         self.checks: ExchangeChecks | None = None  # set when checks apply to this exchange
+        self.large_body = False
 
     # ---- dispatch -------------------------------------------------------------------------------------
     def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
@@ -150,6 +153,7 @@ class Session:
     def _on_request_body(self, msg: Any) -> pb.ProcessingResponse:
         assert self.shape is not None
         body = msg.body
+        self.large_body = len(body) > LARGE_BODY_BYTES
         if len(body) > self.settings.max_request_bytes:
             raise PayloadTooLarge(f"request body is larger than {self.settings.max_request_bytes} bytes")
         try:
@@ -174,6 +178,8 @@ class Session:
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields["model"] = parsed.model
         self.checks.ctx.exchange = exchange
+        if self.large_body:  # as the server does for big bodies: scan in a thread, keep the event loop free
+            return await asyncio.to_thread(self._request_rules, parsed, exchange, clamped or self.checks.ctx.changed)
         return self._request_rules(parsed, exchange, clamped or self.checks.ctx.changed)
 
     def _request_rules(self, parsed: Any, exchange: Exchange, changed: bool) -> pb.ProcessingResponse:

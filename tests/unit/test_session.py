@@ -274,3 +274,37 @@ def test_monitor_rules_do_not_hold_back_streamed_text():
     first = openai_stream(["hello there"]).split(b"\n\n")
     out = s.push(first[0] + b"\n\n" + first[1] + b"\n\n")
     assert openai_text(out) == "hello there"
+
+
+def test_with_checks_a_large_body_is_scanned_off_the_event_loop(monkeypatch):
+    """Checks make the request-body reply awaitable; the detector scan of a large body must still run in a
+    worker thread, not on the event loop that serves every other exchange."""
+    import asyncio
+    import threading
+
+    from sessions import handle
+
+    from extproc.session import LARGE_BODY_BYTES
+
+    threads: list[int] = []
+    original = Session._request_rules
+
+    def spy(self, *args):
+        threads.append(threading.get_ident())
+        return original(self, *args)
+
+    monkeypatch.setattr(Session, "_request_rules", spy)
+    compiled = rules("  - {id: models, check: models, params: {floating_tags: []}}\n",
+                     regex_rule("secret-deny", "deny", "request"))
+
+    async def run(size):
+        session = Session(compiled)
+        session.handle(request_headers())
+        reply = await handle(session, request_body(chat("x" * size + " " + SECRET)))
+        return reply, threading.get_ident()
+
+    for size, off_loop in ((1000, False), (LARGE_BODY_BYTES + 1000, True)):
+        threads.clear()
+        reply, loop_thread = asyncio.run(run(size))
+        assert reply.immediate_response.status.code == 403
+        assert (threads[0] != loop_thread) is off_loop
