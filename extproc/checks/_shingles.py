@@ -15,7 +15,7 @@ credit, so echoing the whole of a short system prompt is enough.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
 from extproc.detectors.base import Detector
@@ -59,11 +59,15 @@ def run_starts(toks: list[Token]) -> list[int]:
     return starts
 
 
-def shingle_hashes(text: str, size: int) -> list[int]:
+def shingles(text: str, size: int) -> list[tuple[str, ...]]:
     toks = tokens(text)
     runs = run_starts(toks)
     words = [t.word for t in toks]
-    return [hash(tuple(words[i : i + size])) for i in range(len(toks) - size + 1) if runs[i + size - 1] <= i]
+    return [tuple(words[i : i + size]) for i in range(len(toks) - size + 1) if runs[i + size - 1] <= i]
+
+
+def shingle_hashes(text: str, size: int) -> list[int]:
+    return [hash(shingle) for shingle in shingles(text, size)]
 
 
 @dataclass(slots=True)
@@ -74,17 +78,22 @@ class Fingerprints:
     min_shingles: int
     min_words: int
     by_size: dict[int, dict[int, tuple[float, str]]]
+    # First words of the known shingles: an output window starting with any other word cannot match, so the
+    # scan hashes only the few windows that start with one of these.
+    first_words: set[str] = field(default_factory=set)
 
     def add(self, text: str, label: str, short_whole: bool) -> None:
         """Add one hidden text. Texts shorter than n words are kept whole when `short_whole` (system prompts)
         and have at least `min_words` words; otherwise they are too short to tell apart from ordinary prose."""
         size = self.n
-        hashes = shingle_hashes(text, size)
-        if not hashes and short_whole:
+        found = shingles(text, size)
+        if not found and short_whole:
             size = len(tokens(text))
-            hashes = shingle_hashes(text, size) if size >= self.min_words else []
-        if not hashes:
+            found = shingles(text, size) if size >= self.min_words else []
+        if not found:
             return
+        self.first_words.update(shingle[0] for shingle in found)
+        hashes = [hash(shingle) for shingle in found]
         credit = max(1.0, self.min_shingles / len(set(hashes)))
         table = self.by_size.setdefault(size, {})
         for value in hashes:
@@ -144,8 +153,11 @@ class ContextEcho(Detector):
         """(first token, end token, credit, label) of every known window lying in the first `done` tokens."""
         runs = run_starts(toks)
         words = [t.word for t in toks]
+        first_words = self.prints.first_words
         hits = []
         for i in range(done):
+            if words[i] not in first_words:
+                continue
             best = None
             for size, table in self.prints.by_size.items():
                 end = i + size
