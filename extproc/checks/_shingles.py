@@ -207,5 +207,14 @@ class ContextEcho(Detector):
         if done == len(toks) and length - toks[-1].end > MAX_SEPARATOR:
             return done  # a long trailing separator: no window can span it
         future = max(0, done - self.prints.n + 1)
-        return max(future, run_starts(toks)[min(done, len(toks) - 1)] if done < len(toks)
-                   else run_starts(toks)[-1])
+        future = max(future, run_starts(toks)[min(done, len(toks) - 1)] if done < len(toks)
+                     else run_starts(toks)[-1])
+        # A window can only start at a word some shingle starts with (or, for the last token, which may still
+        # grow, at a prefix of one): the words before the first such token are final.
+        first = self.prints.first_words
+        while future < len(toks):
+            word = toks[future].word
+            if word in first or (future >= done and any(w.startswith(word) for w in first)):
+                break
+            future += 1
+        return future

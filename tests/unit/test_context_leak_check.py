@@ -161,13 +161,16 @@ def test_a_leak_split_across_every_event_boundary_is_redacted():
     rules = stream_rules(echo_detector())
     before, after = "Sure, here it is: ", " Hope that helps."
     full = before + SYS + after
-    for cut in range(1, len(full), 7):
+    cuts = [*range(1, len(full), 7), len(before) + 1, len(before) + 2]  # and inside the echo's first word
+    for cut in cuts:
         for second in (cut + 3, cut + 40):
             pieces = [full[:cut], full[cut:second], full[second:]]
-            out, _ = run_stream(rules, [openai_stream([p for p in pieces if p])])
+            stream = openai_stream([p for p in pieces if p])
+            events = [e + b"\n\n" for e in stream.split(b"\n\n") if e]  # one chunk per event
+            out, _ = run_stream(rules, events)
             text = openai_text(out)
-            assert "falcon" not in text and "Northwind" not in text, (cut, second)
-            assert text.startswith(before) and text.endswith(after)
+            # exact: not a character of the echo (e.g. "Yo" of a "You" cut in two) is released before the decision
+            assert text == before + "[SYSTEM_PROMPT_ECHO]." + after, (cut, second)
 
 
 def test_a_leak_in_a_stream_split_at_random_byte_offsets_is_redacted():
