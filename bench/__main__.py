@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         log("stacks up: " + ", ".join(f"{t.name}=:{t.port}" for t in targets.values()))
         pick = lambda *names: [targets[n] for n in names if n in targets]
         if plan.wants("chat"):
-            results["chat"] = run.chat(plan, pick("upstream", "baseline", "none", "default", "full"), log)
+            results["chat"] = run.chat(plan, pick("upstream", "baseline", "noop", "none", "default", "full"), log)
         if plan.wants("stream"):
-            results["stream"] = run.stream(plan, pick("baseline", "none", "default", "full"), log)
+            results["stream"] = run.stream(plan, pick("baseline", "noop", "none", "default", "full"), log)
         if plan.wants("leak"):
             results["leak"] = run.leak(plan, pick("none", "default", "full"), log)
         if plan.wants("scaling"):

@@ -232,7 +232,8 @@ def scaling(plan: Plan, targets: list[Target], log: Callable[[str], None]) -> li
 
 # ---- setup -----------------------------------------------------------------------------------------------
 
-LABELS = {"upstream": "upstream direct", "baseline": "plain Envoy (baseline)", "none": "Envoy + service, no rules",
+LABELS = {"upstream": "upstream direct", "baseline": "plain Envoy (baseline)", "noop": "Envoy + no-op ext_proc (floor)",
+          "none": "Envoy + service, no rules",
           "default": "Envoy + service, default policy", "full": "Envoy + service, full policy",
           "full-2w": "Envoy + service, full policy, 2 workers"}
 
@@ -240,9 +241,9 @@ LABELS = {"upstream": "upstream direct", "baseline": "plain Envoy (baseline)", "
 def start(plan: Plan, lab: Lab, policies: dict[str, BenchPolicy]) -> dict[str, Target]:
     needed = set()
     if plan.wants("chat"):
-        needed |= {"upstream", "baseline", "none", "default", "full"}
+        needed |= {"upstream", "baseline", "noop", "none", "default", "full"}
     if plan.wants("stream"):
-        needed |= {"baseline", "none", "default", "full"}
+        needed |= {"baseline", "noop", "none", "default", "full"}
     if plan.wants("leak"):
         needed |= {"none", "default", "full"}
     if plan.wants("scaling"):
@@ -254,6 +255,8 @@ def start(plan: Plan, lab: Lab, policies: dict[str, BenchPolicy]) -> dict[str, T
         targets["upstream"] = up
     if "baseline" in needed:
         targets["baseline"] = lab.plain_envoy(up)
+    if "noop" in needed:
+        targets["noop"] = lab.noop_stack(up)
     for name in ("none", "default", "full"):
         if name in needed:
             targets[name] = lab.service_stack(name, LABELS[name], policies[name].text, up)
@@ -285,6 +288,6 @@ def _verify(target: Target) -> None:
         raise SystemExit(f"{target.name}: unexpected reply {reply.status} {reply.body[:200]!r}")
     # With no rules the service tells Envoy to skip the response phases, so only policies with response
     # rules annotate the response.
-    expect_header = target.has_service and target.name != "none"
+    expect_header = target.has_service and target.name not in ("none", "noop")
     if expect_header != ("x-llm-policy" in reply.headers):
         raise SystemExit(f"{target.name}: x-llm-policy header {'missing' if expect_header else 'present'}")

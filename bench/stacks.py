@@ -155,6 +155,17 @@ class Lab:
         proc, listen = self.envoy("baseline", upstream, None)
         return Target("baseline", listen, "plain Envoy", envoy_pid=proc.pid)
 
+    def noop_stack(self, upstream: Target) -> Target:
+        """Envoy + `bench.noop_service`: the same filter and phases, no work (the floor)."""
+        grpc_port, metrics_port = free_port(), free_port()
+        service = self._spawn("noop-service", [sys.executable, "-m", "bench.noop_service", "--listen",
+                                               f"127.0.0.1:{grpc_port}", "--metrics-listen",
+                                               f"127.0.0.1:{metrics_port}"])
+        envoy, listen = self.envoy("noop", upstream, [grpc_port])
+        self._waits.insert(0, lambda: wait_for_port(grpc_port, 60, service))
+        return Target("noop", listen, "", service_pids=[service.pid], envoy_pid=envoy.pid,
+                      metrics_ports=[metrics_port], has_service=True)
+
     def service_stack(self, name: str, label: str, policy_text: str, upstream: Target, workers: int = 1) -> Target:
         policy_path = os.path.join(self.workdir, f"{name}-policy.yaml")
         with open(policy_path, "w") as handle:

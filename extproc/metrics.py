@@ -8,7 +8,9 @@ REQUESTS = Counter("extproc_requests_total", "Exchanges handled, by API shape an
                    ["shape", "decision"])
 RULE_HITS = Counter("extproc_rule_hits_total", "Rule matches, by rule, action and mode", ["rule", "action", "mode"])
 DETECTOR_SECONDS = Histogram(
-    "extproc_detector_seconds", "Time spent in one detector call", ["detector"],
+    "extproc_detector_seconds",
+    "Time a detector spent on one text: a request segment, a buffered response, or a whole streamed response"
+    " (summed over its chunks)", ["detector"],
     buckets=(0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
 )
 MESSAGE_SECONDS = Histogram(

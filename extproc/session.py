@@ -97,6 +97,7 @@ class Session:
             return None
         self.finished = True
         if self.scanner is not None:
+            self.scanner.observe_detector_seconds()
             self.verdict.hits.extend(self.scanner.hits)
             self._record_usage(self.scanner.usage)
             if self.scanner.error is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from extproc.errors import GatewayError, PayloadTooLarge
 from extproc.framing import Record, framer_for
 from extproc.policy.compile import CompiledRule
-from extproc.policy.engine import Hit, raise_if_denied, redaction_spans, scan_text
+from extproc.policy.engine import Hit, observe_detector_time, raise_if_denied, redaction_spans, scan_text
 from extproc.redact import Span, merge_spans
 from extproc.detectors.hold import hold_run
 from extproc.model import TextDelta
@@ -84,6 +84,7 @@ class StreamScanner:
         self.pending: deque[_Pending] = deque()
         self.held_bytes = 0
         self.hits: list[Hit] = []
+        self.detector_seconds: dict[str, float] = {}  # per detector, summed over the stream's chunks
         self.error: GatewayError | None = None  # set when the stream was ended with an error event
         # Monitor and annotate rules never change text, so they do not delay the stream; they see the text
         # as it is released.
@@ -106,6 +107,12 @@ class StreamScanner:
         self.error = exc
         self.pending.clear()
         return self.shape.stream_error_event(exc.code, exc.message)
+
+    def observe_detector_seconds(self) -> None:
+        """One histogram sample per detector for the whole stream (the exchange is over)."""
+        for name, seconds in self.detector_seconds.items():
+            observe_detector_time(name, seconds)
+        self.detector_seconds.clear()
 
     def _guarded(self, step: Any) -> bytes:
         try:
@@ -217,7 +224,8 @@ class StreamScanner:
         boundary = kt.end if final else kt.released + self._safe_prefix(unreleased)
         if boundary <= kt.released:
             return
-        hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized)
+        hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized,
+                         self.detector_seconds)
         boundary = _pull_back(boundary, [h for h in hits if h.rule.changes_text], kt.released)
         settled = [h for h in hits if kt.released + h.finding.end <= boundary]
         self._settle(kt, settled)

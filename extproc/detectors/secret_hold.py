@@ -42,7 +42,8 @@ class SecretHold:
         for (a, fold), rs in anchors.items():
             self.windows[fold].setdefault(a[:2], []).append((a, max(rules[r].span for r in rs) - 1, rs))
         self.longest = max((len(p) for parts in self.partials for p in parts), default=0)
-        self.partial_ends = [tuple(parts) for parts in self.partials]  # for one str.endswith in C first
+        # The ignore-case trie also takes every character FOLD maps onto a key, so it reads the text unfolded.
+        self.suffix_tries = (_suffix_trie(self.partials[False], {}), _suffix_trie(self.partials[True], _UNFOLD))
         # Every anchor in any case: a superset of what the candidates and the prefilter look for.
         self.any_anchor = compile_re2(f"(?i:{_alternation({a for a, _ in anchors})})") if anchors else None
         self.lead_ins = {r: (c.span, c.rule.lead_in + max(map(len, c.anchors)) - 1)
@@ -53,24 +54,32 @@ class SecretHold:
 
     def hold(self, text: str, matches: Matches) -> int:
         tail = text[-(self.max_span - 1) :] if self.max_span > 1 else ""
-        n, folded, wide = len(tail), tail.translate(FOLD), text[-2 * self.max_span :]
+        n, wide = len(tail), text[-2 * self.max_span :]
         run = _run_before(tail, n, n)  # the trailing identifier run, measured once for every lead-in rule
-        boundary = min([n, *(self._partial_start(hay, fold) for fold, hay in ((False, tail), (True, folded))),
+        boundary = min([n, self._partial_start(tail, False), self._partial_start(tail, True),
                         *(_lead_in_start(n, span, reach, run) for span, reach in self.lead_in_shapes)])
         if self.any_anchor is None or not self.any_anchor.search(wide):
             return n - boundary  # no anchor: no candidate start and no match (every match holds an anchor)
-        boundary = min(boundary, self._candidate_start(tail, folded, run))
+        boundary = min(boundary, self._candidate_start(tail, tail.translate(FOLD), run))
         for finding, context in sorted(matches(wide), key=lambda m: -m[1]):
             start, end = context - len(wide) + n, finding.end - len(wide) + n  # relative to `tail`
             boundary = start if start < boundary < end else boundary
         return n - boundary
 
     def _partial_start(self, hay: str, fold: bool) -> int:
-        """Where the earliest suffix of `hay` that cuts an anchor of this case mode short starts (len if none)."""
-        n, parts = len(hay), self.partials[fold]
-        if not parts or not hay.endswith(self.partial_ends[fold]):
-            return n
-        return next(n - k for k in range(min(self.longest, n), 0, -1) if hay[n - k :] in parts)
+        """Where the earliest suffix of `hay` that cuts an anchor of this case mode short starts (len if none).
+
+        Walks `hay` backwards through a trie of the reversed partials: a step per character the end of the text
+        shares with some partial, usually one or two, instead of a lookup per possible length."""
+        node, n = self.suffix_tries[fold], len(hay)
+        start = n
+        for k in range(1, min(self.longest, n) + 1):
+            node = node.get(hay[n - k])
+            if node is None:
+                break
+            if _END in node:
+                start = n - k
+        return start
 
     def _rule_start(self, r: int, hay: str, run: int) -> int:
         """The earliest start known for rule `r` before its anchors are looked at (its lead-in or partials)."""
@@ -97,6 +106,29 @@ class SecretHold:
             known = self._rule_start(r, folded if c.rule.ignore_case else tail, run)
             best = min(best, _earliest_start(c, tail, sorted(set(positions)), known))
         return best
+
+
+_END = ""  # trie key marking that a partial ends at this node (characters are never empty)
+
+
+def _suffix_trie(partials: dict[str, Any], unfold: dict[str, str]) -> dict[str, Any]:
+    """Nested dicts keyed by the partials' characters from last to first; a character listed in `unfold`
+    leads to the same node as the character it folds onto."""
+    root: dict[str, Any] = {}
+    for partial in partials:
+        node = root
+        for char in reversed(partial):
+            child = node.setdefault(char, {})
+            for other in unfold.get(char, ""):
+                node[other] = child
+            node = child
+        node[_END] = True
+    return root
+
+
+_UNFOLD: dict[str, str] = {}  # folded character -> the other characters FOLD maps onto it
+for _code, _target in FOLD.items():
+    _UNFOLD[_target] = _UNFOLD.get(_target, "") + chr(_code)
 
 
 def _lead_in_start(n: int, span: int, reach: int, run: int) -> int:

@@ -58,7 +58,9 @@ class Verdict:
         return sorted({h.rule.id for h in self.hits})
 
 
-def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
+def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None) -> list[Finding]:
+    """`detector.find` under the rule's on_error; its time is observed, or added to `timings` (streams observe
+    one sum per detector when they end, instead of a histogram sample per chunk)."""
     detector = rule.detector
     started = time.perf_counter()
     try:
@@ -72,13 +74,21 @@ def run_detector(rule: CompiledRule, text: str) -> list[Finding]:
             ) from None
         return []
     finally:
-        timer = _DETECTOR_TIMERS.get(detector.name)
-        if timer is None:
-            timer = _DETECTOR_TIMERS[detector.name] = metrics.DETECTOR_SECONDS.labels(detector=detector.name)
-        timer.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if timings is None:
+            observe_detector_time(detector.name, elapsed)
+        else:
+            timings[detector.name] = timings.get(detector.name, 0.0) + elapsed
 
 
-_DETECTOR_TIMERS: dict[str, Any] = {}  # histogram children by detector name: runs once per detector call
+def observe_detector_time(name: str, seconds: float) -> None:
+    timer = _DETECTOR_TIMERS.get(name)
+    if timer is None:
+        timer = _DETECTOR_TIMERS[name] = metrics.DETECTOR_SECONDS.labels(detector=name)
+    timer.observe(seconds)
+
+
+_DETECTOR_TIMERS: dict[str, Any] = {}  # histogram children by detector name
 
 
 View = tuple[str, Callable[[int, int], tuple[int, int]] | None]
@@ -95,10 +105,10 @@ def views_of(text: str, budget: Budget | None) -> list[View]:
     return views
 
 
-def find_in_views(rule: CompiledRule, views: list[View]) -> list[Finding]:
+def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None) -> list[Finding]:
     found: dict[tuple[str, int, int], Finding] = {}
     for scanned, to_original in views:
-        for finding in run_detector(rule, scanned):
+        for finding in run_detector(rule, scanned, timings):
             if to_original is not None:
                 start, end = to_original(finding.start, finding.end)
                 finding = dataclasses.replace(finding, start=start, end=end)
@@ -109,7 +119,8 @@ def find_in_views(rule: CompiledRule, views: list[View]) -> list[Finding]:
 
 
 def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: str,
-              budget: Budget | None = None, normalized: bool = True) -> list[Hit]:
+              budget: Budget | None = None, normalized: bool = True,
+              timings: dict[str, float] | None = None) -> list[Hit]:
     """All hits of `rules` in one piece of text; rules sharing a detector instance run it once."""
     hits: list[Hit] = []
     cache: dict[int, list[Finding]] = {}
@@ -119,7 +130,7 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)])
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings)
         for finding in cache[key]:
             if finding.score >= rule.min_score:
                 hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))

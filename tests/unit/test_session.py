@@ -308,3 +308,26 @@ def test_with_checks_a_large_body_is_scanned_off_the_event_loop(monkeypatch):
         reply, loop_thread = asyncio.run(run(size))
         assert reply.immediate_response.status.code == 403
         assert (threads[0] != loop_thread) is off_loop
+
+
+def _detector_samples(name: str) -> tuple[float, float]:
+    from extproc import metrics
+    samples = {s.name: s.value for s in metrics.DETECTOR_SECONDS.collect()[0].samples
+               if s.labels.get("detector") == name and s.name.endswith(("_count", "_sum"))}
+    return samples.get("extproc_detector_seconds_count", 0.0), samples.get("extproc_detector_seconds_sum", 0.0)
+
+
+def test_a_stream_observes_one_detector_time_per_detector_when_it_ends():
+    """Per-chunk histogram samples cost more than small chunks' scans: a stream sums them and observes once."""
+    session = Session(REDACT_BOTH)
+    start(session, "hi", stream=True)
+    session.handle(response_headers("text/event-stream"))
+    count0, sum0 = _detector_samples("regex")
+    stream = openai_stream([f"word{i} " for i in range(40)])
+    for i in range(0, len(stream), 64):
+        session.handle(response_body(stream[i : i + 64], False))
+    session.handle(response_body(b"", True))
+    assert _detector_samples("regex")[0] == count0  # nothing observed while the stream runs
+    finish(session)
+    count1, sum1 = _detector_samples("regex")
+    assert count1 == count0 + 1 and sum1 > sum0

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from extproc.detectors import get
+from extproc.detectors.secret_hold import FOLD
 from extproc.detectors.secret_rules import LABELS, RULES
 from extproc.detectors.secrets import SecretsDetector, SecretsParams
 
@@ -323,3 +324,26 @@ def test_the_anchor_check_must_not_skip_text_holding_an_anchor():
     for text, held in (("password: Hun", "password: Hun"), ('export API_KEY="abc def', 'API_KEY="abc def'),
                        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "-----BEGIN RSA PRIVATE KEY-----\nMIIE")):
         assert SecretsDetector().hold(text) == len(held) > skipping.hold(text)
+
+
+def _partial_start_by_lookup(hold, text: str, fold: bool) -> int:
+    """The definition: start of the longest suffix of `text` (folded for ignore-case) that is a partial."""
+    hay = text.translate(FOLD) if fold else text
+    for size in range(min(hold.longest, len(hay)), 0, -1):
+        if hay[-size:] in hold.partials[fold]:
+            return len(hay) - size
+    return len(hay)
+
+
+_PARTIAL_PIECES = sorted({p for parts in SecretsDetector()._hold.partials for p in parts})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcsSkKſKpP_-.: ", max_size=6), st.sampled_from(_PARTIAL_PIECES),
+       st.sampled_from([str.lower, str.upper, str.title, str]))
+def test_the_suffix_trie_finds_the_longest_partial_in_any_case(before, piece, case):
+    """The reversed-partials trie (walked on the unfolded text) agrees with a lookup per suffix length."""
+    hold = SecretsDetector()._hold
+    text = before + case(piece)
+    for fold in (False, True):
+        assert hold._partial_start(text, fold) == _partial_start_by_lookup(hold, text, fold), (text, fold)
