@@ -42,3 +42,22 @@ def test_quick_leak_check_finds_no_leaks(tmp_path):
         assert f"| {label} | 16 |" in table
     assert f"{results['meta']['cores']} cores" in table
     assert "python -m bench --quick --only leak" in table
+
+
+def test_quick_stream_run_measures_the_no_op_floor(tmp_path):
+    """The floor target answers through real Envoy: every stream passes byte for byte through the no-op
+    ext_proc, which sees every record (one message per paced event), and the goals table carries its figures."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "stream", "--out", str(tmp_path)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [json_path] = tmp_path.glob("bench-quick-*.json")
+    results = json.loads(json_path.read_text())
+    rows = {row["target"]: row for row in results["stream"]}
+    assert {"baseline", "noop", "none", "default", "full"} <= set(rows)
+    noop = rows["noop"]
+    assert noop["altered_or_failed"] == 0
+    assert noop["messages_per_stream"] > 150  # 200 paced events: Envoy sends (nearly) one message per event
+    assert noop["first_byte_added_ms"] > 0
+    floors = {g["goal"]: g["floor"] for g in results["goals"]}
+    assert floors["<= 2 ms added time to first byte, default policy"] == round(noop["first_byte_added_ms"], 3)
+    assert floors["<= 50 µs service CPU per streamed chunk, default policy"] == round(noop["service_cpu_us_per_msg"])
