@@ -2,6 +2,7 @@
 
     .venv/bin/pip install scikit-learn numpy      # training only; the detector needs neither
     .venv/bin/python tools/train_injection.py     # writes the model and tools/injection_data_manifest.json
+    .venv/bin/python tools/train_injection.py --loso   # leave-one-source-out recall only (writes nothing)
 
 Data: ../shared/data (prompt_injection/ labels 1 and 0, benign/ label 0). The held-out split (`split_of`) is
 deterministic and shared with tests/eval/test_injection_eval.py, which imports this file:
@@ -192,16 +193,36 @@ def max_score(det: pi.PromptInjection, text: str) -> float:
     return max((f.score for f in det.find(text)), default=0.0)
 
 
-def out_of_fold(rows: list[Row], wins, groups: list[int], c: float) -> list[float]:  # type: ignore[no-untyped-def]
+def out_of_fold(rows: list[Row], wins, groups: list[int], c: float, folds=None) -> list[float]:  # type: ignore[no-untyped-def]
     from sklearn.model_selection import GroupKFold
 
     scores = [0.0] * len(rows)
-    for fit_idx, test_idx in GroupKFold(n_splits=5).split(rows, groups=groups):
+    for fit_idx, test_idx in folds or GroupKFold(n_splits=5).split(rows, groups=groups):
         bias, weights = fit([rows[i] for i in fit_idx], [wins[i] for i in fit_idx], c)
         det = detector_with(bias, weights)
         for i in test_idx:
             scores[i] = max_score(det, rows[i].text)
     return scores
+
+
+def source_folds(rows: list[Row], groups: list[int]) -> list[tuple[list[int], list[int]]]:
+    """Leave one attack source out: fold k tests attack source k plus every k-th benign cluster, and trains on
+    the rest. A model that only learned its sources' style scores low here (unseen sources are what the
+    held-out split is made of)."""
+    sources = sorted({r.source for r in rows if r.label})
+    folds = []
+    for k, source in enumerate(sources):
+        test = [i for i, r in enumerate(rows)
+                if (r.source == source if r.label else groups[i] % len(sources) == k)]
+        held = set(test)
+        folds.append(([i for i in range(len(rows)) if i not in held], test))
+    return folds
+
+
+def recall_at_fpr(rows: list[Row], scores: list[float], fpr: float) -> float:
+    benign = sorted((s for r, s in zip(rows, scores) if r.label == 0), reverse=True)
+    cut = benign[int(fpr * len(benign))]
+    return sum(s > cut for r, s in zip(rows, scores) if r.label) / sum(r.label for r in rows)
 
 
 def choose_threshold(rows: list[Row], scores: list[float], max_fpr: float) -> float:
@@ -225,12 +246,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--grid", type=float, nargs="+", default=[10.0])
     parser.add_argument("--max-fpr", type=float, default=0.005)
+    parser.add_argument("--loso", action="store_true",
+                        help="only report leave-one-source-out recall on the training split (writes nothing)")
     args = parser.parse_args()
     rows = load_rows(args.data)
     split, groups = split_of(rows), clusters(rows)
     train = [i for i, s in enumerate(split) if s == "train"]
     trows, tgroups = [rows[i] for i in train], [groups[i] for i in train]
     wins = [window_features(r.text) for r in trows]
+    if args.loso:
+        for c in args.grid:
+            scores = out_of_fold(trows, wins, tgroups, c, source_folds(trows, tgroups))
+            print(f"C={c}: leave-one-source-out recall {recall_at_fpr(trows, scores, 0.005):.1%} at 0.5 % benign "
+                  f"FPR, {recall_at_fpr(trows, scores, 0.01):.1%} at 1 %")
+        return
     best = None
     for c in args.grid:
         oof = out_of_fold(trows, wins, tgroups, c)
