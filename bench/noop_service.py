@@ -20,6 +20,7 @@ import grpc
 
 from extproc import envoy, metrics, pb
 from extproc.server import ServeOptions, grpc_options
+from extproc.session import is_json_media
 
 # The service's own per-message histogram, so the benchmark counts messages the same way for both.
 MESSAGES = {kind: metrics.MESSAGE_SECONDS.labels(phase=kind) for kind in
@@ -41,11 +42,8 @@ def reply_to(request: pb.ProcessingRequest) -> pb.ProcessingResponse:
     kind = request.WhichOneof("request")
     if kind != "response_headers":
         return _CONTINUE[kind]
-    for header in request.response_headers.headers.headers:
-        if header.key == "content-type":
-            json = header.raw_value.startswith(b"application/json")
-            return _RESPONSE_HEADERS_BUFFERED if json else _RESPONSE_HEADERS
-    return _RESPONSE_HEADERS
+    content_type = envoy.header_map(request.response_headers.headers).get("content-type", "")
+    return _RESPONSE_HEADERS_BUFFERED if is_json_media(content_type) else _RESPONSE_HEADERS
 
 
 class NoopProcessor(pb.ExternalProcessorServicer):

@@ -286,6 +286,32 @@ def check_leak(case: LeakCase, received: str, result: LeakResult) -> None:
             result.notes.append(f"seed {case.seed}: {kind} replaced by {group[:40]!r}, not a placeholder")
 
 
+def check_reply(case: LeakCase, status: int, body: bytes, result: LeakResult) -> str | None:
+    """Check one reply to a leak case: the client-visible text against the case, or, when the reply is not a
+    complete 200 answer, its raw body for leaks. Returns why it failed (also counted and noted), else None."""
+    try:
+        text = _reply_text(case, status, body)
+    except (ValueError, KeyError, IndexError) as exc:
+        reason = f"seed {case.seed} ({case.mode}): {exc}"
+        result.failed += 1
+        result.notes.append(reason)
+        count_leaks(case, body.decode("utf-8", "replace"), result)
+        return reason
+    check_leak(case, text, result)
+    return None
+
+
+def _reply_text(case: LeakCase, status: int, body: bytes) -> str:
+    if status != 200:
+        raise ValueError(f"status {status}")
+    if case.mode == "json":
+        return json.loads(body)["choices"][0]["message"]["content"]
+    text, done, error = sse_text(body)
+    if error or not done:
+        raise ValueError(f"stream ended with error event {error}" if error else "no [DONE]")
+    return text
+
+
 _PREFIXES = ("sk-proj-", "AKIA", "ghp_", "T3BlbkFJ")
 
 

@@ -6,7 +6,6 @@ the median over rounds; the figures of each round are kept in the JSON."""
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -182,22 +181,7 @@ def leak(plan: Plan, targets: list[Target], log: Callable[[str], None]) -> list[
         result = payloads.LeakResult()
 
         def check(i: int, reply: client.Reply, result: payloads.LeakResult = result) -> None:
-            case = cases[i]
-            try:
-                if reply.status != 200:
-                    raise ValueError(f"status {reply.status}")
-                if case.mode == "json":
-                    text = json.loads(reply.body)["choices"][0]["message"]["content"]
-                else:
-                    text, done, error = payloads.sse_text(reply.body)
-                    if error or not done:
-                        raise ValueError(f"stream ended with error event {error}" if error else "no [DONE]")
-            except (ValueError, KeyError, IndexError) as exc:
-                result.failed += 1
-                result.notes.append(f"seed {case.seed} ({case.mode}): {exc}")
-                payloads.count_leaks(case, reply.body.decode("utf-8", "replace"), result)
-                return
-            payloads.check_leak(case, text, result)
+            payloads.check_reply(cases[i], reply.status, reply.body, result)
 
         asyncio.run(client.run_streams("127.0.0.1", target.port, lambda i: raws[i], 4, len(cases), check))
         row = {"target": target.name, "responses": len(cases),

@@ -71,21 +71,10 @@ def check(reply: client.Reply, expect: object, tally: Tally) -> None:
         return
     case: payloads.LeakCase = expect  # type: ignore[assignment]
     before = (tally.leak.leaked, tally.leak.altered)
-    try:
-        if reply.status != 200:
-            raise ValueError(f"status {reply.status}")
-        if case.mode == "json":
-            text = json.loads(reply.body)["choices"][0]["message"]["content"]
-        else:
-            text, done, error = payloads.sse_text(reply.body)
-            if error or not done:
-                raise ValueError("error event" if error else "no [DONE]")
-    except (ValueError, KeyError, IndexError) as exc:
-        payloads.count_leaks(case, reply.body.decode("utf-8", "replace"), tally.leak)
-        _fail(tally, f"seed {case.seed} ({case.mode}): {exc}")
-        return
-    payloads.check_leak(case, text, tally.leak)
-    if (tally.leak.leaked, tally.leak.altered) != before:
+    failed = payloads.check_reply(case, reply.status, reply.body, tally.leak)
+    if failed is not None:
+        _fail(tally, failed)
+    elif (tally.leak.leaked, tally.leak.altered) != before:
         _fail(tally, f"seed {case.seed} ({case.mode}): leaked or altered")
 
 

@@ -244,7 +244,7 @@ class Session:
             self.fields["response_mode"] = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
                                        mode=envoy.response_mode(envoy.STREAMED))
-        if content_type == "application/json" or content_type.endswith("+json"):
+        if is_json_media(content_type):
             self.buffered_response = True
             self.fields["response_mode"] = "buffered"
             return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.BUFFERED))
@@ -346,3 +346,9 @@ def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
 def _limits_set(limits: Any) -> bool:
     return any(value is not None for value in (limits.max_messages, limits.max_prompt_tokens,
                                                limits.max_output_tokens))
+
+
+def is_json_media(content_type: str) -> bool:
+    """Whether a Content-Type value (parameters allowed) is JSON: such responses are buffered and inspected."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

@@ -87,8 +87,10 @@ class StreamScanner:
         self.detector_seconds: dict[str, float] = {}  # per detector, summed over the stream's chunks
         self.error: GatewayError | None = None  # set when the stream was ended with an error event
         # Monitor and annotate rules never change text, so they do not delay the stream; they see the text
-        # as it is released.
-        self._hold_detectors = {id(r.detector): r.detector for r in rules if r.changes_text}.values()
+        # as it is released. Detectors that see normalised text hold on the folded text, the others on the raw.
+        holding = {id(r.detector): r.detector for r in rules if r.changes_text}.values()
+        self._raw_holds = [d for d in holding if not (normalized and d.normalized)]
+        self._folded_holds = [d for d in holding if normalized and d.normalized]
 
     def push(self, chunk: bytes) -> bytes:
         """Feed one upstream chunk; return the bytes that may go to the client now."""
@@ -236,15 +238,14 @@ class StreamScanner:
 
         Detectors see normalised text, so their hold is computed on the folded text and mapped back; a trailing
         run of base64/hex/percent characters is held too, as it may grow into an encoded blob."""
-        if not self._hold_detectors:
+        if not (self._raw_holds or self._folded_holds):
             return len(unreleased)
-        raw = [d for d in self._hold_detectors if not (self.normalized and d.normalized)]
-        safe = len(unreleased) - max((d.hold(unreleased) for d in raw), default=0)
-        if len(raw) == len(self._hold_detectors):
+        safe = len(unreleased) - max((d.hold(unreleased) for d in self._raw_holds), default=0)
+        if not self._folded_holds:
             return safe
         folded = fold(unreleased)
         text = folded.text
-        hold = max((d.hold(text) for d in self._hold_detectors if d not in raw), default=0)
+        hold = max((d.hold(text) for d in self._folded_holds), default=0)
         hold = max(hold, hold_run(text, ENCODED_CHARS, MAX_ENCODED_HOLD))
         if hold == 0:
             return safe

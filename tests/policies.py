@@ -23,5 +23,10 @@ def regex_rule(rule_id: str, action: str, direction: str = "both", mode: str = "
 """
 
 
+def policy_text(*rule_texts: str) -> str:
+    """A policy file's text holding the given rules (e.g. from `regex_rule`)."""
+    return "version: 1\nrules:\n" + "".join(rule_texts)
+
+
 def rules(*rule_texts: str) -> CompiledPolicy:
-    return policy("version: 1\nrules:\n" + "".join(rule_texts))
+    return policy(policy_text(*rule_texts))

@@ -9,20 +9,14 @@ import time
 
 import pytest
 from conftest import make_stack
+from policies import policy_text, regex_rule
 
 pytestmark = pytest.mark.integration
 
 CHAT = "/v1/chat/completions"
 SECRET = "sk-" + "Rt5Yu8Io2Pa6Sd9Fg3Hj7Kl1"
 KEY1, KEY2 = "rotation-key-one-0123456789", "rotation-key-two-9876543210"
-POLICY = """version: 1
-rules:
-  - id: deny-in
-    detector: regex
-    direction: request
-    action: deny
-    params: {patterns: [{label: test_secret, pattern: "sk-[A-Za-z0-9]{20,40}", max_length: 43}]}
-"""
+POLICY = policy_text(regex_rule("deny-in", "deny", "request"))
 
 
 def expected(key: str) -> str:

@@ -5,18 +5,12 @@ import threading
 
 import pytest
 from conftest import make_stack
+from policies import policy_text, regex_rule
 from sse import openai_stream, openai_text
 
 pytestmark = pytest.mark.integration
 CHAT = "/v1/chat/completions"
-POLICY = """version: 1
-rules:
-  - id: redact-out
-    detector: regex
-    direction: response
-    action: redact
-    params: {patterns: [{label: test_secret, pattern: "sk-[A-Za-z0-9]{20,40}", max_length: 43}]}
-"""
+POLICY = policy_text(regex_rule("redact-out", "redact", "response"))
 
 
 def chat(text, stream=False):

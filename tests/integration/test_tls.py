@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 from certs import Pair, issue, make_ca
 from conftest import make_stack
+from policies import policy_text, regex_rule
 from sse import openai_stream, openai_text
 
 from extproc.envoy_config import ExtProcTls
@@ -22,14 +23,7 @@ pytestmark = pytest.mark.integration
 CHAT = "/v1/chat/completions"
 SNI = "extproc.internal"
 SECRET = "sk-" + "Zq8Wm3Xv7Lp2Nr5Tb9Yc4Hd"
-POLICY = """version: 1
-rules:
-  - id: redact-out
-    detector: regex
-    direction: response
-    action: redact
-    params: {patterns: [{label: test_secret, pattern: "sk-[A-Za-z0-9]{20,40}", max_length: 43}]}
-"""
+POLICY = policy_text(regex_rule("redact-out", "redact", "response"))
 
 
 class Certs:

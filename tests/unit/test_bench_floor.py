@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import noop_service, report
 from extproc import pb
 
@@ -12,8 +14,9 @@ def _response_headers(content_type: str) -> pb.ProcessingRequest:
     return pb.ProcessingRequest(response_headers=pb.HttpHeaders(headers=headers))
 
 
-def test_json_responses_are_switched_to_buffered_like_the_service_does():
-    reply = noop_service.reply_to(_response_headers("application/json; charset=utf-8"))
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/Problem+JSON"])
+def test_json_responses_are_switched_to_buffered_like_the_service_does(content_type):
+    reply = noop_service.reply_to(_response_headers(content_type))
     assert reply.WhichOneof("response") == "response_headers"
     assert reply.mode_override.response_body_mode == pb.ProcessingMode.BUFFERED
 
