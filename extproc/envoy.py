@@ -38,7 +38,8 @@ def headers_reply(direction: str, *, set_headers: Headers = (), remove: tuple[st
 
 
 def body_reply(direction: str, *, body: bytes | None = None, set_headers: Headers = (),  # type: ignore[assignment]
-               metadata: dict | None = None) -> pb.ProcessingResponse:
+               metadata: dict | None = None, mode: pb.ProcessingMode | None = None,
+               remove: tuple[str, ...] = ()) -> pb.ProcessingResponse:
     """Continue, or replace the body with `body` (b"" clears it)."""
     reply = pb.ProcessingResponse()
     response = reply.request_body if direction == "request" else reply.response_body
@@ -48,7 +49,9 @@ def body_reply(direction: str, *, body: bytes | None = None, set_headers: Header
             response.response.body_mutation.body = body
         else:
             response.response.body_mutation.clear_body = True
-    _mutate_headers(response.response, set_headers, ())
+    _mutate_headers(response.response, set_headers, remove)
+    if mode is not None:
+        reply.mode_override.CopyFrom(mode)
     if metadata:
         _set_metadata(reply, metadata)
     return reply

@@ -172,11 +172,58 @@ def _line_end(data: bytes | bytearray, i: int, final: bool) -> int:
     return i + 1 if final else -1
 
 
-_FRAMERS: dict[str, type[SseFramer] | type[NdjsonFramer]] = {"sse": SseFramer, "ndjson": NdjsonFramer}
+class TextFramer(_Framer):
+    """A body that is neither SSE nor JSON (plain text, HTML, a lie in content-type): every chunk is one
+    record of raw text, cut at the last whole UTF-8 character so no character is split between records."""
+
+    __slots__ = ()
+
+    def _end(self, data: bytes | bytearray, start: int, scan: int, final: bool) -> int:
+        if final:
+            return len(data)
+        end = len(data)
+        back = 0
+        while back < 3 and end - back - 1 >= start and (data[end - back - 1] & 0xC0) == 0x80:
+            back += 1  # continuation bytes at the end: is their lead byte complete?
+        lead = end - back - 1
+        if lead >= start and data[lead] >= 0xC0 and back < _utf8_length(data[lead]) - 1:
+            end = lead
+        return end if end > start else -1
+
+    def _record(self, raw: bytes) -> Record:
+        return Record(raw, None)
 
 
-def framer_for(kind: str) -> SseFramer | NdjsonFramer:
-    """A new framer for a stream framing kind: "sse" or "ndjson"."""
+def _utf8_length(lead: int) -> int:
+    return 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2
+
+
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+SNIFF_BYTES = 7
+
+
+def sniff(head: bytes, final: bool = False) -> str | None:
+    """The framing of a response body judged by its first bytes, whatever its content-type says: "sse",
+    "ndjson" (a JSON document or JSON lines: both start with `{` or `[`) or "text"; None while too few bytes
+    have arrived to tell."""
+    start = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    start = start.lstrip(b" \t\r\n")[:SNIFF_BYTES]
+    if not start:
+        return "text" if final else None
+    if start[:1] in (b"{", b"["):
+        return "ndjson"
+    if any(start.startswith(field) for field in _SSE_FIELDS):
+        return "sse"
+    if not final and any(field.startswith(start) for field in _SSE_FIELDS):
+        return None
+    return "text"
+
+
+_FRAMERS: dict[str, type[_Framer]] = {"sse": SseFramer, "ndjson": NdjsonFramer, "text": TextFramer}
+
+
+def framer_for(kind: str) -> _Framer:
+    """A new framer for a body framing kind: "sse", "ndjson" or "text"."""
     try:
         return _FRAMERS[kind]()
     except KeyError:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from extproc.digest import keyed_digest
+from extproc.document import is_joined
+from extproc.model import Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +53,19 @@ def apply_spans(text: str, spans: list[Span]) -> str:
         cursor = span.end
     out.append(text[cursor:])
     return "".join(out)
+
+
+def redacted_pieces(segment: Segment, spans: list[Span]) -> list[tuple[tuple[Any, ...], str]]:
+    """(locator, new text) for each string of `segment` that merged, sorted `spans` touch. A joined segment
+    (many strings scanned as one) is split back into its strings; a span across two strings puts its
+    replacement in the first and removes the covered part of the second."""
+    if not is_joined(segment.locator):
+        return [(segment.locator, apply_spans(segment.text, spans))]
+    out = []
+    for start, end, locator in segment.locator[1]:
+        local = [Span(max(s.start, start) - start, min(s.end, end) - start,
+                      s.replacement if s.start >= start else "")
+                 for s in spans if s.start < end and s.end > start]
+        if local:
+            out.append((locator, apply_spans(segment.text[start:end], local)))
+    return out

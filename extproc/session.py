@@ -14,16 +14,24 @@ from typing import Any
 
 import orjson
 
-from extproc import audit, envoy, limits, logs, metrics, pb, shapes
+from extproc import audit, canonical_json, content_coding, document, envoy, limits, logs, metrics, pb, shapes
 from extproc.checks.context import CheckContext
 from extproc.checks.runner import ExchangeChecks, needs_response
-from extproc.errors import (GatewayError, MalformedRequest, PayloadTooLarge, PolicyDenied, PolicyUnavailable,
-                            UnsupportedEncoding)
+from extproc.errors import (
+    GatewayError,
+    MalformedRequest,
+    PayloadTooLarge,
+    PolicyDenied,
+    PolicyUnavailable,
+    UnsupportedEncoding,
+)
+from extproc.framing import sniff
+from extproc.normalize import Budget
 from extproc.policy.compile import CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
-from extproc.normalize import Budget
-from extproc.redact import apply_spans, merge_spans
+from extproc.redact import merge_spans, redacted_pieces
 from extproc.shapes.base import Shape
+from extproc.shapes.generic_json import NAME as GENERIC
 from extproc.stream_scan import StreamScanner
 
 _log = logs.get("extproc.session")
@@ -32,6 +40,7 @@ CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
 LARGE_BODY_BYTES = 256 * 1024  # bodies scanned off the event loop (the server also asks Envoy for more time)
 _MESSAGE_TIMERS: dict[str, Any] = {}  # histogram children by phase, looked up once
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
+NOT_JSON = object()
 DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject",
                      UnsupportedEncoding: "reject"}
 
@@ -47,6 +56,9 @@ class Session:
         self.response_rules: tuple = ()
         self.scanner: StreamScanner | None = None
         self.buffered_response = False
+        self.streamed_response = False
+        self.sniffed = bytearray()  # a streamed body's first bytes, until they tell its framing
+        self.decoder: content_coding.Decoder | None = None
         self.response_ended = False  # the response body's end_of_stream arrived
         self.messages = 0
         self.asked_for_usage = False
@@ -102,7 +114,7 @@ class Session:
             self._record_usage(self.scanner.usage)
             if self.scanner.error is not None:
                 self._record_error(self.scanner.error, after_stream_start=True)
-        if self.messages == 0 or ((self.scanner is not None or self.buffered_response) and not self.response_ended):
+        if self.messages == 0 or ((self.streamed_response or self.buffered_response) and not self.response_ended):
             # The stream ended before the service saw the whole exchange (Envoy timed out or gave up before the
             # first message arrived; the upstream reset, the client left or a timeout cut the response).
             self.fields["incomplete"] = True
@@ -120,12 +132,11 @@ class Session:
         path = self.headers.get(":path", "/")
         method = self.headers.get(":method", "")
         self.fields.update(request_id=self.headers.get("x-request-id", ""), method=method, path=path.split("?")[0])
-        self.shape = shapes.for_path(path) if method == "POST" else None
-        if self.shape is None:
-            if self.settings.unknown_paths == "deny":
-                raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
-            self.fields["decision"] = "pass"
-            return envoy.headers_reply("request", mode=envoy.pass_through_mode())
+        self.shape = shapes.for_path(path)
+        if msg.end_of_stream and (self.shape is None or method != "POST"):
+            return self._unknown_path(path, method)  # no body: nothing a model could read
+        # A body on any path may be JSON a model server reads: it is read before anything is decided.
+        self.shape = self.shape or shapes.all_shapes()[GENERIC]
         self.fields["shape"] = self.shape.name
         if self.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
             raise UnsupportedEncoding("compressed request bodies cannot be inspected; send them uncompressed "
@@ -134,6 +145,16 @@ class Session:
             raise MalformedRequest("the request has no body")
         return envoy.headers_reply("request", set_headers=[("accept-encoding", "identity")],
                                    mode=self._skip_unneeded_phases(path))
+
+    def _unknown_path(self, path: str, method: str) -> pb.ProcessingResponse:
+        """A request with no JSON body for a model: `unknown_paths` decides; read-only metadata that chat UIs
+        need (model lists, versions) always passes."""
+        self.shape = None
+        self.fields.pop("shape", None)
+        if self.settings.unknown_paths == "deny" and not shapes.is_metadata_path(method, path):
+            raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
+        self.fields["decision"] = "pass"
+        return envoy.headers_reply("request", mode=envoy.pass_through_mode())
 
     def _skip_unneeded_phases(self, path: str) -> pb.ProcessingMode | None:
         """Each ext_proc message costs ~100 µs: when no rule can apply to a direction (whatever the model),
@@ -161,10 +182,9 @@ class Session:
         self.large_body = len(body) > LARGE_BODY_BYTES
         if len(body) > self.settings.max_request_bytes:
             raise PayloadTooLarge(f"request body is larger than {self.settings.max_request_bytes} bytes")
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise MalformedRequest("request body is not valid JSON") from None
+        doc = self._read_request_json(body)
+        if doc is NOT_JSON:
+            return self._non_json_body()
         parsed = self.shape.parse_request(doc)
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields.update(model=parsed.model, stream=parsed.stream)
@@ -175,6 +195,27 @@ class Session:
             self.checks = ExchangeChecks(check_rules, ctx)
             return self._request_checks_then_rules(parsed, clamped)
         return self._request_rules(parsed, exchange, clamped)
+
+    def _read_request_json(self, body: bytes) -> Any:
+        """The body's one canonical reading; NOT_JSON for a non-JSON body on a path no shape serves."""
+        assert self.shape is not None
+        try:
+            return canonical_json.loads(body)
+        except canonical_json.Ambiguous as exc:
+            raise MalformedRequest(f"request body is ambiguous JSON: {exc}") from None
+        except ValueError:
+            if self.shape.name == GENERIC and not _looks_like_json(body):
+                return NOT_JSON
+            raise MalformedRequest("request body is not valid JSON") from None
+
+    def _non_json_body(self) -> pb.ProcessingResponse:
+        """Not JSON, on a path no shape serves: not LLM traffic, so `unknown_paths` applies."""
+        self.shape = None
+        self.fields.pop("shape", None)
+        if self.settings.unknown_paths == "deny":
+            raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
+        self.fields["decision"] = "pass"
+        return envoy.body_reply("request", mode=envoy.pass_through_mode())
 
     async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:
         assert self.checks is not None and self.shape is not None
@@ -193,7 +234,8 @@ class Session:
         self.response_rules = self.policy.rules_for("response", exchange)
         if self.checks is not None and self.checks.ctx.response_rules:
             self.response_rules = (*self.response_rules, *self.checks.ctx.response_rules)
-        changed = self._apply_rules(self.policy.rules_for("request", exchange), parsed.segments, doc,
+        segments = document.complete(doc, parsed.segments)
+        changed = self._apply_rules(self.policy.rules_for("request", exchange), segments, doc,
                                     "request") or changed
         if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
             self.asked_for_usage = changed = True
@@ -214,7 +256,8 @@ class Session:
         for index, segment in enumerate(segments):
             spans = redaction_spans([hit for i, hit in found if i == index])
             if spans:
-                self.shape.write_text(doc, segment.locator, apply_spans(segment.text, merge_spans(spans)))
+                for locator, text in redacted_pieces(segment, merge_spans(spans)):
+                    self.shape.write_text(doc, locator, text)
                 changed = True
         return changed
 
@@ -228,59 +271,91 @@ class Session:
         if self.checks is not None:
             self.checks.ctx.response_headers = headers
         wanted = bool(self.response_rules) or (self.checks is not None and self.checks.needs_response)
-        inspect = self.shape is not None and wanted and 200 <= status < 300 and not msg.end_of_stream
-        if not inspect:
+        # Error bodies are inspected too: they echo prompts.
+        if self.shape is None or not wanted or msg.end_of_stream:
             return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
-        if headers.get("content-encoding", "identity") not in ("identity", ""):
-            raise PolicyUnavailable("the upstream response is content-encoded and cannot be inspected",
-                                    code="response_encoded")
-        framing = FRAMINGS.get(content_type)
-        if framing is not None:
-            self.scanner = StreamScanner(self.shape, framing, self.response_rules,
-                                         self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
-                                         self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
-                                         normalized=self.settings.normalize,
-                                         **(self.checks.scanner_hooks() if self.checks else {}))
+        remove = self._response_decoding(headers.get("content-encoding", "identity"))
+        if content_type in FRAMINGS or self.fields.get("stream"):
+            self.streamed_response = True  # the scanner's framing is chosen by the first bytes
             self.fields["response_mode"] = "streamed"
-            return envoy.headers_reply("response", set_headers=annotate, remove=("content-length",),
+            return envoy.headers_reply("response", set_headers=annotate, remove=("content-length", *remove),
                                        mode=envoy.response_mode(envoy.STREAMED))
-        if is_json_media(content_type):
-            self.buffered_response = True
-            self.fields["response_mode"] = "buffered"
-            return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.BUFFERED))
-        return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
+        self.buffered_response = True  # whatever the label says: JSON, SSE or text is found in the bytes
+        self.fields["response_mode"] = "buffered"
+        return envoy.headers_reply("response", set_headers=annotate, remove=remove,
+                                   mode=envoy.response_mode(envoy.BUFFERED))
+
+    def _response_decoding(self, encoding: str) -> tuple[str, ...]:
+        """Decode a compressed response the policy must read (the client then gets it as identity), or
+        refuse it: a body is never passed on unread."""
+        self.decoder = content_coding.decoder_for(encoding, self.settings.max_response_bytes)
+        if self.decoder is None:
+            raise PolicyUnavailable(f"the upstream response is content-encoded ({encoding.strip()[:20]}) in a "
+                                    "way the gateway cannot read", code="response_encoded")
+        return () if self.decoder.identity else ("content-encoding", "content-length")
+
+    def _new_scanner(self, framing: str) -> StreamScanner:
+        assert self.shape is not None
+        return StreamScanner(self.shape, framing, self.response_rules,
+                             self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
+                             self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
+                             normalized=self.settings.normalize,
+                             **(self.checks.scanner_hooks() if self.checks else {}))
 
     def _on_response_body(self, msg: Any) -> pb.ProcessingResponse:
         self.response_ended = self.response_ended or msg.end_of_stream
-        if self.scanner is not None:
-            chunk = msg.body
-            out = self.scanner.finish(chunk) if msg.end_of_stream else self.scanner.push(chunk)
-            return CONTINUE_RESPONSE_BODY if out == chunk else envoy.body_reply("response", body=out)
+        body = self.decoder.feed(msg.body, msg.end_of_stream) if self.decoder is not None else msg.body
         if self.buffered_response:
-            return self._on_buffered_response(msg.body)
-        return CONTINUE_RESPONSE_BODY
+            return self._on_buffered_response(body)
+        if not self.streamed_response:
+            return CONTINUE_RESPONSE_BODY
+        if self.scanner is None:
+            self.sniffed += body
+            framing = sniff(bytes(self.sniffed), final=msg.end_of_stream)
+            if framing is None:
+                return envoy.body_reply("response", body=b"")  # too few bytes to tell the framing yet
+            self.scanner, body, self.sniffed = self._new_scanner(framing), bytes(self.sniffed), bytearray()
+        out = self.scanner.finish(body) if msg.end_of_stream else self.scanner.push(body)
+        return CONTINUE_RESPONSE_BODY if out == msg.body else envoy.body_reply("response", body=out)
 
     def _on_buffered_response(self, body: bytes) -> pb.ProcessingResponse:
         assert self.shape is not None
         if len(body) > self.settings.max_response_bytes:
             raise PayloadTooLarge(f"response body is larger than {self.settings.max_response_bytes} bytes")
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            metrics.ERRORS.labels(kind="response_not_json").inc()
-            return CONTINUE_RESPONSE_BODY
+            doc = canonical_json.loads(body)
+        except ValueError:
+            return self._scan_unframed_body(body)
+        if not isinstance(doc, (dict, list)):
+            return self._scan_unframed_body(body)
         self._record_usage(self.shape.usage_of(doc))
         if self.checks is not None:
             self.checks.on_response_doc(doc)
-        segments = self.shape.response_segments(doc)
+        segments = document.complete(doc, self.shape.response_segments(doc))
         changed = self._apply_rules(self.response_rules, segments, doc, "response")
         annotate = [(self.settings.annotate_header, self._annotation())]
-        if not changed:
+        if not changed and self.decoder is None:
             return envoy.body_reply("response", set_headers=annotate, metadata=self._metadata())
         new_body = _dumps(doc, PolicyUnavailable("response body is nested too deeply to be rewritten",
-                                                 code="response_unrewritable"))
+                                                 code="response_unrewritable")) if changed else body
         return envoy.body_reply("response", body=new_body, metadata=self._metadata(),
                                 set_headers=[*annotate, ("content-length", str(len(new_body)))])
+
+    def _scan_unframed_body(self, body: bytes) -> pb.ProcessingResponse:
+        """A complete body that is not one JSON document (SSE or JSON lines under any label, plain text,
+        HTML, JSON another parser could read differently): scanned by the stream scanner in one go."""
+        scanner = self._new_scanner(sniff(body, final=True) or "text")
+        self.fields["response_mode"] = "buffered_text"
+        out = scanner.finish(body)
+        self.verdict.hits.extend(scanner.hits)
+        self._record_usage(scanner.usage)
+        if scanner.error is not None:
+            raise scanner.error  # nothing was sent yet: the client gets the error with its status
+        annotate = [(self.settings.annotate_header, self._annotation())]
+        if out == body and self.decoder is None:
+            return envoy.body_reply("response", set_headers=annotate, metadata=self._metadata())
+        return envoy.body_reply("response", body=out, metadata=self._metadata(),
+                                set_headers=[*annotate, ("content-length", str(len(out)))])
 
     # ---- trailers: never requested by our configs, answered correctly if they come ----------------------
     def _on_request_trailers(self, msg: Any) -> pb.ProcessingResponse:
@@ -335,10 +410,10 @@ class Session:
 
 
 def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
-    """Serialise a rewritten document. orjson reads 1024 levels of nesting but writes only 254: a deeper
-    document that had to change cannot be sent on, so it is refused with `too_deep`."""
+    """Serialise a rewritten document, numbers in their original spelling. orjson writes only 254 levels of
+    nesting: a deeper document that had to change cannot be sent on, so it is refused with `too_deep`."""
     try:
-        return orjson.dumps(doc)
+        return canonical_json.dumps(doc)
     except orjson.JSONEncodeError:
         raise too_deep from None
 
@@ -346,6 +421,12 @@ def _dumps(doc: Any, too_deep: GatewayError) -> bytes:
 def _limits_set(limits: Any) -> bool:
     return any(value is not None for value in (limits.max_messages, limits.max_prompt_tokens,
                                                limits.max_output_tokens))
+
+
+def _looks_like_json(body: bytes) -> bool:
+    """Whether a body that failed to parse was meant as JSON (a model server would try to read it)."""
+    start = body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
+    return start in (b"{", b"[", b'"')
 
 
 def is_json_media(content_type: str) -> bool:

@@ -17,24 +17,30 @@ import dataclasses
 from collections import deque
 from typing import Any
 
+from extproc import document
+from extproc.detectors.hold import hold_run
 from extproc.errors import GatewayError, PayloadTooLarge
 from extproc.framing import Record, framer_for
+from extproc.model import TextDelta
+from extproc.normalize import Budget, fold
 from extproc.policy.compile import CompiledRule
 from extproc.policy.engine import Hit, observe_detector_time, raise_if_denied, redaction_spans, scan_text
 from extproc.redact import Span, merge_spans
-from extproc.detectors.hold import hold_run
-from extproc.model import TextDelta
-from extproc.normalize import Budget, fold
 from extproc.shapes.base import Shape, set_path
 from extproc.tool_calls import ToolCallAssembler
 
 RAW_KEY = "__raw_record__"
+OTHER_KEY = "__other__"
+# Fields whose value is a whole identifier in every event, never a piece of streamed text.
+WHOLE_VALUE_KEYS = frozenset(("id", "object", "model", "system_fingerprint", "type", "role", "finish_reason",
+                              "stop_reason", "done_reason", "status", "created_at", "event", "name",
+                              "call_id", "item_id", "response_id", "service_tier"))
 ENCODED_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-%")
 MAX_ENCODED_HOLD = 4097
 
 
 class _KeyText:
-    __slots__ = ("text", "base", "released", "spans")
+    __slots__ = ("base", "released", "spans", "text")
 
     def __init__(self) -> None:
         self.text = ""  # running text of this key from absolute offset `base`
@@ -48,7 +54,7 @@ class _KeyText:
 
 
 class _Pending:
-    __slots__ = ("record", "payload", "deltas", "tools")
+    __slots__ = ("deltas", "payload", "record", "tools")
 
     def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple]],
                  tools: tuple[Any, ...] = ()) -> None:
@@ -81,6 +87,8 @@ class StreamScanner:
         self.max_held = max_held
         self.on_limit = on_limit
         self.keys: dict[Any, _KeyText] = {}
+        self._last_other: dict[Any, str] = {}
+        self._whole: set[Any] = set()  # keys whose every value is whole: scanned and released per event
         self.pending: deque[_Pending] = deque()
         self.held_bytes = 0
         self.hits: list[Hit] = []
@@ -131,8 +139,10 @@ class StreamScanner:
         if final:
             touched = set(self.keys)
             self._close_tool_calls()
-        for key in touched | closed:
-            self._advance(self.keys[key], final or key in closed)
+        # No event ends inspection: a key the shape calls closed (finish_reason, content_block_stop, [DONE])
+        # still holds its tail until the hold-back rule or the end of the bytes releases it.
+        for key in touched:
+            self._advance(self.keys[key], final or key in self._whole)
         out = self._emit()
         # The limit bounds what is still held once this chunk's safe text went out, not the chunk's size: a
         # burst of records larger than the limit in one chunk is not a reason to end the stream.
@@ -163,17 +173,18 @@ class StreamScanner:
                     return []
             deltas = self.shape.stream_deltas(payload)
             self._note_closed(payload, deltas, closed)
+            deltas += self._other_deltas(payload, deltas)
             tools = self._take_tool_fragments(payload)
-        elif record.data is not None and record.data != b"[DONE]":
-            # Not JSON the shape can read (e.g. a truncated last record): scan its raw text instead of
-            # forwarding it unexamined.
+        elif record.data == b"[DONE]":
+            deltas, tools = [], ()
+            self._close_tool_calls()
+        elif record.raw.strip():
+            # Not JSON the shape can read (plain text, a comment, a truncated last record, an unknown SSE
+            # field): the client still receives it, so its raw text is scanned like any other.
             deltas = [TextDelta(RAW_KEY, record.raw.decode("utf-8", "replace"), ())]
             tools = ()
         else:
             deltas, tools = [], ()
-            if record.data == b"[DONE]":
-                closed.update(self.keys)
-                self._close_tool_calls()
         placed = []
         for delta in deltas:
             keytext = self.keys.get(delta.key)
@@ -185,6 +196,23 @@ class StreamScanner:
         self.pending.append(_Pending(record, payload, placed, tools))
         self.held_bytes += len(record.raw)
         return [d.key for d in deltas]
+
+    def _other_deltas(self, payload: Any, deltas: list[TextDelta]) -> list[TextDelta]:
+        """Every string of the event the shape did not claim (unknown fields, ids, new vendor fields), as a
+        delta keyed by its path, so pieces of one field across events are scanned as one text. A value equal
+        to the previous one at the same path (an id or model repeated in every event) was scanned already."""
+        claimed = {delta.locator for delta in deltas}
+        out = []
+        for locator, text in document.strings(payload):
+            if locator in claimed or not text:
+                continue
+            key = (OTHER_KEY, *locator)
+            if self._last_other.get(key) != text:
+                self._last_other[key] = text
+                out.append(TextDelta(key, text, locator))
+                if locator and locator[-1] in WHOLE_VALUE_KEYS:
+                    self._whole.add(key)
+        return out
 
     def _note_closed(self, payload: Any, deltas: list[TextDelta], closed: set[Any]) -> None:
         keys = set(self.keys) | {d.key for d in deltas}

@@ -31,10 +31,32 @@ def _load() -> None:
         _loaded = True
 
 
+# Read-only metadata chat UIs call (model lists, versions): they carry no prompt and stay reachable when
+# `unknown_paths: deny`.
+METADATA_PATHS = frozenset(("/v1/models", "/models", "/api/tags", "/api/version", "/api/ps", "/api/show"))
+
+
+def canonical_path(path: str) -> str:
+    """The path as a router that merges slashes and resolves dot segments reads it, query and trailing slash
+    dropped. Envoy's shipped configs normalise the same way before routing; this is the service's own guard."""
+    parts: list[str] = []
+    for part in path.split("?", 1)[0].split("#", 1)[0].split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
 def for_path(path: str) -> Shape | None:
-    """The shape serving a request path (query string ignored), or None for non-LLM traffic."""
+    """The shape serving a request path, or None (then any JSON body is read by the generic shape)."""
     _load()
-    return _BY_PATH.get(path.split("?", 1)[0].rstrip("/") or "/")
+    return _BY_PATH.get(canonical_path(path))
+
+
+def is_metadata_path(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD", "POST") and canonical_path(path) in METADATA_PATHS
 
 
 def all_shapes() -> dict[str, Shape]:

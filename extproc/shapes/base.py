@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from extproc.document import read_path, write_path
 from extproc.errors import MalformedRequest
 from extproc.framing import Record
 from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
@@ -120,19 +121,8 @@ class Shape(ABC):
         set_path(doc, locator, text)
 
 
-def set_path(doc: Any, locator: tuple[Any, ...], value: Any) -> None:
-    """Write `value` at `locator` inside a parsed JSON document."""
-    target = doc
-    for step in locator[:-1]:
-        target = target[step]
-    target[locator[-1]] = value
-
-
-def get_path(doc: Any, locator: tuple[Any, ...]) -> Any:
-    target = doc
-    for step in locator:
-        target = target[step]
-    return target
+set_path = write_path
+get_path = read_path
 
 
 def tool_call(name: Any, arguments: Any, key: Any = None) -> ToolCall:

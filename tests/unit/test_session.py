@@ -31,14 +31,39 @@ def test_non_llm_path_passes_through_without_further_phases():
     assert finish(session)[0]["decision"] == "pass"
 
 
-def test_unknown_paths_can_be_denied_by_policy():
-    policy = rules(regex_rule("r", "deny")).__class__  # placeholder to keep imports honest
+def _strict_unknown_paths():
     from policies import policy as compile_policy
-    strict = compile_policy("version: 1\nsettings: {unknown_paths: deny}\nrules: []\n")
-    reply = Session(strict).handle(request_headers(path="/admin", method="POST"))
+    return compile_policy("version: 1\nsettings: {unknown_paths: deny}\nrules: []\n")
+
+
+def test_unknown_paths_without_body_can_be_denied_by_policy():
+    reply = Session(_strict_unknown_paths()).handle(request_headers(path="/admin", method="GET", eos=True))
     assert reply.immediate_response.status.code == 403
     assert orjson.loads(reply.immediate_response.body)["error"]["code"] == "unknown_path"
-    assert policy is not None
+
+
+def test_unknown_path_with_non_json_body_is_denied_at_the_body():
+    session = Session(_strict_unknown_paths())
+    assert not session.handle(request_headers(path="/admin", method="POST")).HasField("immediate_response")
+    reply = session.handle(request_body(raw=b"a=1&b=2"))
+    assert reply.immediate_response.status.code == 403
+    assert orjson.loads(reply.immediate_response.body)["error"]["code"] == "unknown_path"
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/api/tags", "/api/version", "/api/ps"])
+def test_metadata_paths_pass_when_unknown_paths_are_denied(path):
+    session = Session(_strict_unknown_paths())
+    reply = session.handle(request_headers(path=path, method="GET", eos=True))
+    assert reply.WhichOneof("response") == "request_headers" and not reply.HasField("immediate_response")
+
+
+@pytest.mark.parametrize("path", ["/api/chat/", "/v1//chat/completions", "/v1/chat/completions/x",
+                                  "/API/CHAT", "/v1/./chat/completions?x=1", "/anything"])
+def test_json_body_on_any_path_is_scanned(path):
+    session = Session(DENY_REQUEST)
+    session.handle(request_headers(path=path, method="POST"))
+    reply = session.handle(request_body({"model": "m", "whatever": [{"deep": f"my key {SECRET}"}]}))
+    assert reply.immediate_response.status.code in (400, 403), path  # refused, whichever shape reads it
 
 
 def test_llm_request_headers_force_identity_encoding():

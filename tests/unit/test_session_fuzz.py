@@ -16,6 +16,8 @@ import gzip
 import os
 
 import orjson
+
+from extproc.canonical_json import MAX_DEPTH
 import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
@@ -457,16 +459,17 @@ CLOSED_KEYS_RAISE = {"openai_chat", "openai_completions"}
 REDACT = POLICIES[0]
 
 
-@pytest.mark.parametrize("depth", [252, 254, 1022])  # +1 for the outer object
-def test_regression_deep_request_that_must_be_rewritten_gets_400_not_503(depth):
-    """orjson reads 1024 levels but writes only 254: a redacted deep document cannot be re-serialised."""
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 2, MAX_DEPTH, 254, 1022])  # +1 for the outer object
+def test_regression_deep_request_gets_400_not_503(depth):
+    """Documents deeper than canonical_json.MAX_DEPTH are refused as ambiguous before anything else (orjson
+    reads 1024 levels but writes only 254, so a deep redacted document could not be re-serialised either)."""
     session = Session(REDACT)
     session.handle(request_headers())
     body = (b'{"model":"m","messages":[{"role":"user","content":"k ' + SECRET.encode() + b'"}],"x_vendor":' +
             _nested(depth, 1) + b"}")
     with structlog.testing.capture_logs() as logs:
         reply = session.handle(request_body(raw=body))
-    if depth < 254:
+    if depth < MAX_DEPTH:
         assert b"[TEST_SECRET]" in reply.request_body.response.body_mutation.body
     else:
         assert reply.immediate_response.status.code == 400

@@ -84,6 +84,7 @@ CASES = [
     ("ollama_chat", {"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": 5}}]}]},
      "`messages[0].tool_calls[0].function.arguments` must be an object"),
     ("ollama_generate", {"prompt": 5}, "`prompt` must be a string"),
+    ("generic_json", {"model": ["x"]}, "`model` must be a string"),
     ("ollama_generate", {"system": ["x"]}, "`system` must be a string"),
     ("ollama_generate", {"suffix": {}}, "`suffix` must be a string"),
     ("anthropic_messages", {"messages": None}, "`messages` must be an array of messages"),

@@ -3,6 +3,8 @@ byte-for-byte, streams still stream, denies end the stream with the shape's erro
 
 import random
 
+import orjson
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from policies import regex_rule, rules
@@ -184,13 +186,18 @@ def test_response_size_cap_ends_the_stream_with_an_error_event():
     assert s.error is not None and s.push(b"more") == b""
 
 
-def test_a_finished_choice_releases_its_held_tail_before_the_stream_ends():
-    records = [r + b"\n\n" for r in openai_stream(["all clean text ending in sk"]).split(b"\n\n") if r]
+def test_no_event_releases_a_held_tail_only_the_end_of_the_bytes_does():
+    """finish_reason and [DONE] do not end inspection: text the upstream sends after them for the same
+    choice continues the held tail, and a secret split across that boundary is still redacted."""
+    head, tail = SECRET[:10], SECRET[10:]
+    records = [r + b"\n\n" for r in openai_stream([f"clean text {head}"]).split(b"\n\n") if r]
+    late = b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": tail}}]}) + b"\n\n"
     s = scanner(REDACT)
-    out = b"".join(s.push(r) for r in records[:2])
-    assert openai_text(out) == ""  # the text could still continue into a match: held
-    out += s.push(records[2])  # finish_reason: this choice will get no more text
-    assert openai_text(out) == "all clean text ending in sk"
+    out = b"".join(s.push(r) for r in records)  # ... finish_reason, [DONE]
+    assert head not in openai_text(out)  # still held: the bytes have not ended
+    out += s.push(late) + s.finish()
+    text = openai_text(out)
+    assert head not in text and tail not in text and "[" in text
 
 
 def test_a_streamed_secret_disguised_with_zero_width_characters_is_redacted():
