@@ -1,0 +1,65 @@
+"""Issue 13, request classes (d) JSON two parsers may read differently (NaN, Infinity, a BOM, invalid UTF-8,
+lone surrogates, deep nesting) and (f) paths that are not spelled the way the shapes match them but that a
+lenient server routes to its chat handler. A planted secret sits in the prompt itself: the gateway must
+refuse the request (4xx in the API's format) or the upstream must not decode the secret."""
+
+import pytest
+from harness import ALLOWED_OLLAMA, ALLOWED_OPENAI, AWS_KEY, assert_mediated, fastapi_upstream, go_upstream, stack_behind
+
+pytestmark = pytest.mark.integration
+OAI_HEAD = f'{{"model":"{ALLOWED_OPENAI}","messages":[{{"role":"user","content":"use {AWS_KEY}'
+OLLAMA_BODY = f'{{"model":"{ALLOWED_OLLAMA}","stream":false,"messages":[{{"role":"user","content":"use {AWS_KEY}"}}]}}'
+
+
+@pytest.fixture(scope="module")
+def go(request, tmp_path_factory):
+    return stack_behind(request, tmp_path_factory, go_upstream)
+
+
+@pytest.fixture(scope="module")
+def py(request, tmp_path_factory):
+    return stack_behind(request, tmp_path_factory, fastapi_upstream)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+ODD_BODIES = {
+    "nan": (OAI_HEAD + '"}],"temperature":NaN}').encode(),
+    "infinity": (OAI_HEAD + '"}],"temperature":Infinity}').encode(),
+    "minus-infinity": (OAI_HEAD + '"}],"top_p":-Infinity}').encode(),
+    "bom": b"\xef\xbb\xbf" + (OAI_HEAD + '"}]}').encode(),
+    "invalid-utf8": (OAI_HEAD + " ").encode() + b"\xff\xfe" + b'"}]}',
+    "lone-surrogate": (OAI_HEAD + ' \\ud800"}]}').encode(),
+    "lone-surrogate-in-key": (OAI_HEAD + '"}],"x\\udc00":1}').encode(),
+    "deep-nesting-2000": (OAI_HEAD + '"}],"x_meta":' + nested(2000) + "}").encode(),
+    "deep-nesting-900": (OAI_HEAD + '"}],"x_meta":' + nested(900) + "}").encode(),
+}
+
+
+@pytest.mark.parametrize("case", ODD_BODIES)
+@pytest.mark.parametrize("parser", ["go", "pydantic"])
+def test_d_json_two_parsers_read_differently(go, py, parser, case):
+    assert_mediated(*(go if parser == "go" else py), "/v1/chat/completions", ODD_BODIES[case])
+
+
+PATHS = {
+    "ollama-trailing-slash": "/api/chat/",
+    "ollama-uppercase": "/API/CHAT",
+    "ollama-double-slash": "//api//chat",
+    "ollama-percent-encoded": "/api/%63hat",
+    "ollama-generate-query": "/api/generate?x=1",
+    "openai-trailing-slash": "/v1/chat/completions/",
+    "openai-double-slash": "/v1//chat/completions",
+    "openai-uppercase": "/V1/Chat/Completions",
+    "openai-dot-segment": "/v1/x/../chat/completions",
+    "unknown-json-endpoint": "/v1/assistants/run",
+}
+
+
+@pytest.mark.parametrize("case", PATHS)
+def test_f_path_spellings_with_a_json_body(go, case):
+    body = OLLAMA_BODY if "generate" not in case else (
+        f'{{"model":"{ALLOWED_OLLAMA}","prompt":"use {AWS_KEY}","stream":false}}')
+    assert_mediated(*go, PATHS[case], body.encode())
