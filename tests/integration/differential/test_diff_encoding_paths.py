@@ -38,8 +38,11 @@ ODD_BODIES = {
 }
 
 
-@pytest.mark.parametrize("case", ODD_BODIES)
-@pytest.mark.parametrize("parser", ["go", "pydantic"])
+GO_REFUSES = {"nan", "infinity", "minus-infinity", "bom"}  # encoding/json rejects these: no case for Go
+ODD_CASES = [("pydantic", case) for case in ODD_BODIES] + [("go", c) for c in ODD_BODIES if c not in GO_REFUSES]
+
+
+@pytest.mark.parametrize(("parser", "case"), ODD_CASES, ids=[f"{p}-{c}" for p, c in ODD_CASES])
 def test_d_json_two_parsers_read_differently(go, py, parser, case):
     assert_mediated(*(go if parser == "go" else py), "/v1/chat/completions", ODD_BODIES[case])
 
