@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -105,10 +106,12 @@ app = FastAPI()
 LOG_PATH = ""
 
 
-def record(request: Request, route: str, decoded: Any) -> None:
+def record(request: Request, route: str, decoded: Any, error: str | None = None) -> None:
     entry = {"request_id": request.headers.get("x-request-id", ""), "method": request.method,
              "raw_path": request.url.path, "route": route, "query": request.url.query, "decoded": decoded,
              "extra_text": []}
+    if error is not None:
+        entry["decode_error"] = error
     line = json.dumps(entry, default=str)
     with LOCK, open(LOG_PATH, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
@@ -131,6 +134,13 @@ async def answer(request: Request) -> Response:
                 await asyncio.sleep(delay)
             yield chunk
     return StreamingResponse(body(), status_code=reply.get("status", 200), headers=headers)
+
+
+@app.exception_handler(RequestValidationError)
+async def rejected(request: Request, exc: RequestValidationError) -> Response:
+    """Logged too (nothing decoded), so a test can tell "the server refused it" from "it never arrived"."""
+    record(request, "rejected", None, error=f"{len(exc.errors())} validation error(s)")
+    return Response(b'{"detail":"invalid request"}', status_code=422, media_type="application/json")
 
 
 @app.post("/__control/reply")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import http.client
 import json
 import os
 import shutil
@@ -63,7 +64,7 @@ class Upstream:
     def __init__(self, argv_for_log, workdir: str, name: str) -> None:
         self.log_path = os.path.join(workdir, f"{name}-decoded.jsonl")
         open(self.log_path, "w").close()
-        self.stderr = open(os.path.join(workdir, f"{name}.stderr"), "wb")
+        self.stderr = open(os.path.join(workdir, f"{name}.stderr"), "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(argv_for_log(self.log_path), stdout=subprocess.PIPE, stderr=self.stderr)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("LISTENING "):
@@ -104,7 +105,6 @@ class Upstream:
 
 
 def _post_json(port: int, path: str, payload: dict) -> None:
-    import http.client
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("POST", path, body=json.dumps(payload), headers={"content-type": "application/json"})
     status = conn.getresponse().status

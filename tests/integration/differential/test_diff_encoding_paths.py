@@ -1,10 +1,24 @@
 """Issue 13, request classes (d) JSON two parsers may read differently (NaN, Infinity, a BOM, invalid UTF-8,
 lone surrogates, deep nesting) and (f) paths that are not spelled the way the shapes match them but that a
-lenient server routes to its chat handler. A planted secret sits in the prompt itself: the gateway must
-refuse the request (4xx in the API's format) or the upstream must not decode the secret."""
+lenient server routes to its chat handler; and a secret in the query string. A planted secret sits in the
+prompt itself: the gateway must refuse the request (4xx in the API's format) or the upstream must not decode
+the secret."""
+
+from urllib.parse import unquote
 
 import pytest
-from harness import ALLOWED_OLLAMA, ALLOWED_OPENAI, AWS_KEY, assert_mediated, fastapi_upstream, go_upstream, stack_behind
+from harness import (
+    ALLOWED_OLLAMA,
+    ALLOWED_OPENAI,
+    AWS_KEY,
+    assert_mediated,
+    fastapi_upstream,
+    go_upstream,
+    is_refusal,
+    new_request_id,
+    send,
+    stack_behind,
+)
 
 pytestmark = pytest.mark.integration
 OAI_HEAD = f'{{"model":"{ALLOWED_OPENAI}","messages":[{{"role":"user","content":"use {AWS_KEY}'
@@ -66,3 +80,13 @@ def test_f_path_spellings_with_a_json_body(go, case):
     body = OLLAMA_BODY if "generate" not in case else (
         f'{{"model":"{ALLOWED_OLLAMA}","prompt":"use {AWS_KEY}","stream":false}}')
     assert_mediated(*go, PATHS[case], body.encode())
+
+
+@pytest.mark.parametrize("spelling", [AWS_KEY, "".join(f"%{ord(c):02X}" for c in AWS_KEY)])
+def test_query_string_secret_reaches_no_upstream(go, spelling):
+    stack, upstream = go
+    request_id = new_request_id()
+    body = f'{{"model":"{ALLOWED_OPENAI}","messages":[{{"role":"user","content":"hello"}}]}}'.encode()
+    reply = send(stack, f"/v1/chat/completions?note={spelling}", body, request_id)
+    if not is_refusal(reply):
+        assert AWS_KEY not in unquote(upstream.wait_for(request_id)["query"]), reply

@@ -9,8 +9,18 @@ import copy
 import json
 
 import pytest
-from harness import (ALLOWED_CLAUDE, ALLOWED_OLLAMA, ALLOWED_OPENAI, AWS_KEY, CARD, OPENAI_KEY, assert_mediated,
-                     fastapi_upstream, go_upstream, stack_behind)
+from harness import (
+    ALLOWED_CLAUDE,
+    ALLOWED_OLLAMA,
+    ALLOWED_OPENAI,
+    AWS_KEY,
+    CARD,
+    OPENAI_KEY,
+    assert_mediated,
+    fastapi_upstream,
+    go_upstream,
+    stack_behind,
+)
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 

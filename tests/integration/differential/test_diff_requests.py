@@ -7,8 +7,21 @@ import base64
 import json
 
 import pytest
-from harness import (ALLOWED_CLAUDE, ALLOWED_OLLAMA, ALLOWED_OPENAI, AWS_KEY, CARD, DENIED_MODEL, DENIED_TOOL,
-                     OPENAI_KEY, assert_mediated, fastapi_upstream, go_upstream, stack_behind, upstream_view)
+from harness import (
+    ALLOWED_CLAUDE,
+    ALLOWED_OLLAMA,
+    ALLOWED_OPENAI,
+    AWS_KEY,
+    CARD,
+    DENIED_MODEL,
+    DENIED_TOOL,
+    OPENAI_KEY,
+    assert_mediated,
+    fastapi_upstream,
+    go_upstream,
+    stack_behind,
+    upstream_view,
+)
 
 pytestmark = pytest.mark.integration
 HI = {"role": "user", "content": "hello"}
@@ -177,17 +190,15 @@ def test_b_case_variant_tools_declare_no_denied_tool(go):
 # ---- (c) duplicate keys: Go and Python's json take the last one ----
 
 DUPLICATES = {
-    "model": (f'{{"model":"{ALLOWED_OLLAMA}","model":"{DENIED_MODEL}","messages":{CLEAN_MSG}}}', "model"),
-    "messages": (f'{{"model":"{ALLOWED_OLLAMA}","messages":{CLEAN_MSG},"messages":{SECRET_MSG}}}', "secret"),
-    "content": (f'{{"model":"{ALLOWED_OLLAMA}","messages":[{{"role":"user","content":"hi",'
-                f'"content":"{AWS_KEY}"}}]}}', "secret"),
+    "model": f'{{"model":"{ALLOWED_OLLAMA}","model":"{DENIED_MODEL}","messages":{CLEAN_MSG}}}',
+    "messages": f'{{"model":"{ALLOWED_OLLAMA}","messages":{CLEAN_MSG},"messages":{SECRET_MSG}}}',
+    "content": f'{{"model":"{ALLOWED_OLLAMA}","messages":[{{"role":"user","content":"hi","content":"{AWS_KEY}"}}]}}',
 }
 
 
 @pytest.mark.parametrize("case", DUPLICATES)
 def test_c_duplicate_keys_on_go(go, case):
-    raw, kind = DUPLICATES[case]
-    view = assert_mediated(*go, "/api/chat", raw.encode())
+    view = assert_mediated(*go, "/api/chat", DUPLICATES[case].encode())
     assert view is None or view["decoded"]["model"] != DENIED_MODEL, view
 
 

@@ -4,13 +4,22 @@ redacted in output), read on the client side the way real clients read them: the
 keeps after `[DONE]`. The Go upstream answers a reply scripted per request. Each case: the client's parsed
 view holds no planted secret."""
 
+import gzip as gzip_module
 import json
 
 import anthropic
 import openai
 import pytest
-from harness import (ALLOWED_CLAUDE, ALLOWED_OLLAMA, ALLOWED_OPENAI, AWS_KEY, found, go_upstream,
-                     new_request_id, stack_behind)
+from harness import (
+    ALLOWED_CLAUDE,
+    ALLOWED_OLLAMA,
+    ALLOWED_OPENAI,
+    AWS_KEY,
+    found,
+    go_upstream,
+    new_request_id,
+    stack_behind,
+)
 
 pytestmark = pytest.mark.integration
 SECRET_TEXT = f"your key is {AWS_KEY} ok"
@@ -222,8 +231,7 @@ def ollama_view(go, lines, content_type=NDJSON, stream=True, gzip=False):
     reply, _ = stack.stream("/api/chat", {"model": ALLOWED_OLLAMA, "messages": HELLO, "stream": stream},
                             {"x-request-id": request_id})
     upstream.wait_for(request_id)
-    import gzip as gz
-    body = gz.decompress(reply.body) if reply.headers.get("content-encoding") == "gzip" else reply.body
+    body = gzip_module.decompress(reply.body) if reply.headers.get("content-encoding") == "gzip" else reply.body
     return [json.loads(line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
