@@ -132,6 +132,14 @@ def stack_behind(request, tmp_path_factory, make_upstream, policy_text: str = ST
     return stack, upstream
 
 
+def stack_fixture(make_upstream):
+    """A module-scoped fixture giving (stack, upstream); assign it to a module-level name in a test module."""
+    @pytest.fixture(scope="module")
+    def fixture(request, tmp_path_factory):
+        return stack_behind(request, tmp_path_factory, make_upstream)
+    return fixture
+
+
 def new_request_id() -> str:
     return f"diff-{uuid.uuid4().hex[:12]}"
 

@@ -17,22 +17,15 @@ from harness import (
     is_refusal,
     new_request_id,
     send,
-    stack_behind,
+    stack_fixture,
 )
 
 pytestmark = pytest.mark.integration
 OAI_HEAD = f'{{"model":"{ALLOWED_OPENAI}","messages":[{{"role":"user","content":"use {AWS_KEY}'
 OLLAMA_BODY = f'{{"model":"{ALLOWED_OLLAMA}","stream":false,"messages":[{{"role":"user","content":"use {AWS_KEY}"}}]}}'
 
-
-@pytest.fixture(scope="module")
-def go(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, go_upstream)
-
-
-@pytest.fixture(scope="module")
-def py(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, fastapi_upstream)
+go = stack_fixture(go_upstream)
+py = stack_fixture(fastapi_upstream)
 
 
 def nested(depth: int) -> str:

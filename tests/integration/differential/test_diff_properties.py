@@ -19,7 +19,7 @@ from harness import (
     assert_mediated,
     fastapi_upstream,
     go_upstream,
-    stack_behind,
+    stack_fixture,
 )
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -72,15 +72,8 @@ SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=N
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-
-@pytest.fixture(scope="module")
-def go(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, go_upstream)
-
-
-@pytest.fixture(scope="module")
-def py(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, fastapi_upstream)
+go = stack_fixture(go_upstream)
+py = stack_fixture(fastapi_upstream)
 
 
 def walk(node, parent=None, key=None):

@@ -19,7 +19,7 @@ from harness import (
     assert_mediated,
     fastapi_upstream,
     go_upstream,
-    stack_behind,
+    stack_fixture,
     upstream_view,
 )
 
@@ -27,15 +27,8 @@ pytestmark = pytest.mark.integration
 HI = {"role": "user", "content": "hello"}
 SECRET_B64 = base64.b64encode(f"key {AWS_KEY}".encode()).decode()
 
-
-@pytest.fixture(scope="module")
-def go(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, go_upstream)
-
-
-@pytest.fixture(scope="module")
-def py(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, fastapi_upstream)
+go = stack_fixture(go_upstream)
+py = stack_fixture(fastapi_upstream)
 
 
 def ochat(**extra):
@@ -62,6 +55,14 @@ def assistant_call(arguments):
 
 def dumps(body) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+def assert_no_denied_model(view):
+    assert view is None or view["decoded"]["model"] != DENIED_MODEL, view
+
+
+def assert_no_denied_tool(view):
+    assert view is None or DENIED_TOOL not in [t["function"]["name"] for t in view["decoded"]["tools"]], view
 
 
 # ---- positive controls: the harness sees what the upstream decoded, and a known field is scanned ----
@@ -176,15 +177,13 @@ MODEL_BODIES = {
 
 @pytest.mark.parametrize("case", MODEL_BODIES)
 def test_b_case_variant_model_reaches_no_denied_model(go, case):
-    view = upstream_view(*go, "/api/chat", MODEL_BODIES[case].encode())
-    assert view is None or view["decoded"]["model"] != DENIED_MODEL, view
+    assert_no_denied_model(upstream_view(*go, "/api/chat", MODEL_BODIES[case].encode()))
 
 
 def test_b_case_variant_tools_declare_no_denied_tool(go):
     body = {"model": ALLOWED_OLLAMA, "messages": [HI], "tools": [tool("lookup")]}
     raw = dumps(body)[:-1] + b',"Tools":' + dumps([tool(DENIED_TOOL)]) + b"}"
-    view = upstream_view(*go, "/api/chat", raw)
-    assert view is None or DENIED_TOOL not in [t["function"]["name"] for t in view["decoded"]["tools"]], view
+    assert_no_denied_tool(upstream_view(*go, "/api/chat", raw))
 
 
 # ---- (c) duplicate keys: Go and Python's json take the last one ----
@@ -198,21 +197,18 @@ DUPLICATES = {
 
 @pytest.mark.parametrize("case", DUPLICATES)
 def test_c_duplicate_keys_on_go(go, case):
-    view = assert_mediated(*go, "/api/chat", DUPLICATES[case].encode())
-    assert view is None or view["decoded"]["model"] != DENIED_MODEL, view
+    assert_no_denied_model(assert_mediated(*go, "/api/chat", DUPLICATES[case].encode()))
 
 
 def test_c_duplicate_model_on_pydantic(py):
     raw = f'{{"model":"{ALLOWED_OPENAI}","messages":{CLEAN_MSG},"model":"{DENIED_MODEL}"}}'
-    view = upstream_view(*py, "/v1/chat/completions", raw.encode())
-    assert view is None or view["decoded"]["model"] != DENIED_MODEL, view
+    assert_no_denied_model(upstream_view(*py, "/v1/chat/completions", raw.encode()))
 
 
 def test_c_duplicate_tools_on_go(go):
     raw = (f'{{"model":"{ALLOWED_OPENAI}","messages":{CLEAN_MSG},"tools":{json.dumps([tool("lookup")])},'
            f'"tools":{json.dumps([tool(DENIED_TOOL)])}}}')
-    view = upstream_view(*go, "/v1/chat/completions", raw.encode())
-    assert view is None or DENIED_TOOL not in [t["function"]["name"] for t in view["decoded"]["tools"]], view
+    assert_no_denied_tool(upstream_view(*go, "/v1/chat/completions", raw.encode()))
 
 
 # ---- (e) card numbers written as JSON numbers ----

@@ -18,7 +18,7 @@ from harness import (
     found,
     go_upstream,
     new_request_id,
-    stack_behind,
+    stack_fixture,
 )
 
 pytestmark = pytest.mark.integration
@@ -27,10 +27,7 @@ HELLO = [{"role": "user", "content": "hello"}]
 LOOKUP = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 SSE, NDJSON, JSON = "text/event-stream", "application/x-ndjson", "application/json"
 
-
-@pytest.fixture(scope="module")
-def go(request, tmp_path_factory):
-    return stack_behind(request, tmp_path_factory, go_upstream)
+go = stack_fixture(go_upstream)
 
 
 def sse(events) -> list[bytes]:
