@@ -4,15 +4,26 @@ redacted in output), read on the client side the way real clients read them: the
 keeps after `[DONE]`. The Go upstream answers a reply scripted per request. Each case: the client's parsed
 view holds no planted secret."""
 
-import gzip as gzip_module
 import json
 
-import anthropic
-import openai
 import pytest
+from clients import (
+    HELLO,
+    JSON,
+    NDJSON,
+    SSE,
+    anthropic_events,
+    anthropic_view,
+    chunk,
+    completion,
+    ollama_line,
+    ollama_view,
+    openai_view,
+    sse,
+    text_block,
+    tool_block,
+)
 from harness import (
-    ALLOWED_CLAUDE,
-    ALLOWED_OLLAMA,
     ALLOWED_OPENAI,
     AWS_KEY,
     found,
@@ -23,66 +34,8 @@ from harness import (
 
 pytestmark = pytest.mark.integration
 SECRET_TEXT = f"your key is {AWS_KEY} ok"
-HELLO = [{"role": "user", "content": "hello"}]
-LOOKUP = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
-SSE, NDJSON, JSON = "text/event-stream", "application/x-ndjson", "application/json"
 
 go = stack_fixture(go_upstream)
-
-
-def sse(events) -> list[bytes]:
-    return [(e if isinstance(e, bytes) else f"data: {json.dumps(e)}\n\n".encode()) for e in events]
-
-
-def chunk(delta, finish=None):
-    return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": ALLOWED_OPENAI,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-
-def completion(message):
-    return json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": ALLOWED_OPENAI,
-                       "choices": [{"index": 0, "message": {"role": "assistant", **message},
-                                    "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-
-
-def openai_client(stack, request_id):
-    return openai.OpenAI(base_url=f"http://127.0.0.1:{stack.listen_port}/v1", api_key="k", max_retries=0,
-                         default_headers={"x-request-id": request_id})
-
-
-def openai_view(go, chunks, *, stream, content_type, status=200, gzip=False, tools=False):
-    """What the openai SDK hands the application: message text, tool calls with decoded arguments, errors."""
-    stack, upstream = go
-    request_id = new_request_id()
-    upstream.program(request_id, chunks, status=status, headers={"content-type": content_type}, gzip=gzip)
-    extra = {"tools": [LOOKUP]} if tools else {}
-    try:
-        reply = openai_client(stack, request_id).chat.completions.create(
-            model=ALLOWED_OPENAI, messages=HELLO, stream=stream, **extra)
-        parts = [c.model_dump() for c in reply] if stream else [reply.model_dump()]
-    except openai.APIError as exc:
-        parts = [str(exc), getattr(exc, "body", None)]
-    upstream.wait_for(request_id)
-    return parts + [decoded_arguments(parts)]
-
-
-def decoded_arguments(parts) -> list:
-    """Tool-call arguments as the application reads them (json.loads of the joined fragments)."""
-    joined: dict[int, str] = {}
-    for part in parts:
-        for choice in (part or {}).get("choices", []) if isinstance(part, dict) else []:
-            calls = (choice.get("delta") or choice.get("message") or {}).get("tool_calls") or []
-            for call in calls:
-                index = call.get("index") or 0
-                joined[index] = joined.get(index, "") + ((call.get("function") or {}).get("arguments") or "")
-    out = []
-    for text in joined.values():
-        try:
-            out.append(json.loads(text))
-        except ValueError:
-            out.append(text)
-    return out
 
 
 # ---- openai SDK: buffered JSON and SSE, labelled truthfully (controls) and falsely ----
@@ -170,38 +123,6 @@ def test_g_streamed_tool_call_arguments_with_escapes(go, case):
 
 # ---- anthropic SDK: the stream helper's final message ----
 
-def anthropic_events(blocks) -> list[bytes]:
-    start = {"type": "message_start", "message": {
-        "id": "m1", "type": "message", "role": "assistant", "model": ALLOWED_CLAUDE, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}}
-    end = [{"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": 2}}, {"type": "message_stop"}]
-    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in [start, *blocks, *end]]
-
-
-def anthropic_view(go, chunks):
-    stack, upstream = go
-    request_id = new_request_id()
-    upstream.program(request_id, chunks, headers={"content-type": SSE})
-    client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{stack.listen_port}", api_key="k", max_retries=0,
-                                 default_headers={"x-request-id": request_id})
-    tools = [{"name": "lookup", "input_schema": {"type": "object"}}]
-    try:
-        with client.messages.stream(model=ALLOWED_CLAUDE, max_tokens=16, messages=HELLO, tools=tools) as stream:
-            view = [event.model_dump() for event in stream] + [stream.get_final_message().model_dump()]
-    except anthropic.APIError as exc:
-        view = [str(exc), getattr(exc, "body", None)]
-    upstream.wait_for(request_id)
-    return view
-
-
-def tool_block(pieces):
-    return ([{"type": "content_block_start", "index": 0, "content_block": {
-        "type": "tool_use", "id": "t1", "name": "lookup", "input": {}}}]
-        + [{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": p}}
-           for p in pieces] + [{"type": "content_block_stop", "index": 0}])
-
-
 @pytest.mark.parametrize("case", ESCAPED_ARGUMENTS)
 def test_g_anthropic_input_json_delta_with_escapes(go, case):
     arguments = ESCAPED_ARGUMENTS[case]
@@ -210,32 +131,13 @@ def test_g_anthropic_input_json_delta_with_escapes(go, case):
 
 
 def test_g_anthropic_text_after_content_block_stop(go):
-    text = [{"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Done."}},
-            {"type": "content_block_stop", "index": 0},
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": SECRET_TEXT}}]
+    text = text_block(["Done."]) + [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": SECRET_TEXT}}]
     view = anthropic_view(go, anthropic_events(text))
     assert not found(view), view
 
 
 # ---- Ollama: a line-based NDJSON reader ----
-
-def ollama_view(go, lines, content_type=NDJSON, stream=True, gzip=False):
-    stack, upstream = go
-    request_id = new_request_id()
-    upstream.program(request_id, [(json.dumps(x) + "\n").encode() for x in lines],
-                     headers={"content-type": content_type}, gzip=gzip)
-    reply, _ = stack.stream("/api/chat", {"model": ALLOWED_OLLAMA, "messages": HELLO, "stream": stream},
-                            {"x-request-id": request_id})
-    upstream.wait_for(request_id)
-    body = gzip_module.decompress(reply.body) if reply.headers.get("content-encoding") == "gzip" else reply.body
-    return [json.loads(line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
-
-
-def ollama_line(content, done=False):
-    return {"model": ALLOWED_OLLAMA, "created_at": "2025-01-01T00:00:00Z",
-            "message": {"role": "assistant", "content": content}, "done": done}
-
 
 def test_g_ollama_line_after_done(go):
     view = ollama_view(go, [ollama_line("Done."), ollama_line("", True), ollama_line(SECRET_TEXT)])
@@ -249,12 +151,11 @@ def test_g_ollama_ndjson_labelled_any_type(go, content_type):
 
 
 def test_g_ollama_gzip_ndjson(go):
-    view = ollama_view(go, [ollama_line(SECRET_TEXT), ollama_line("", True)], gzip=True)
+    view = ollama_view(go, [ollama_line(SECRET_TEXT), ollama_line("", True)], gzip_body=True)
     assert not found(view), view
 
 
 def test_g_ollama_thinking_then_answer(go):
-    lines = [{**ollama_line(""), "message": {"role": "assistant", "content": "", "thinking": "hmm "}},
-             ollama_line(SECRET_TEXT), ollama_line("", True)]
+    lines = [ollama_line("hmm ", field="thinking"), ollama_line(SECRET_TEXT), ollama_line("", True)]
     view = ollama_view(go, lines)
     assert not found(view), view
