@@ -48,7 +48,13 @@ def openai_view(go, chunks, *, stream, content_type=JSON, status=200, gzip=False
     except openai.APIError as exc:
         parts += [str(exc), getattr(exc, "body", None)]
     upstream.wait_for(request_id)
-    return parts + [decoded_arguments(parts)]
+    return parts + [decoded_arguments(parts), joined_content(parts)]
+
+
+def joined_content(parts) -> str:
+    """The message text as the application assembles it from the deltas (or the one buffered message)."""
+    choices = [c for part in parts if isinstance(part, dict) for c in part.get("choices", [])]
+    return "".join((c.get("delta") or c.get("message") or {}).get("content") or "" for c in choices)
 
 
 def decoded_arguments(parts) -> list:
@@ -114,7 +120,7 @@ def ollama_line(content, done=False, field="content") -> dict:
 
 
 def ollama_view(go, lines, content_type=NDJSON, gzip_body=False) -> list:
-    """Every JSON line a line-based NDJSON reader gets from /api/chat."""
+    """Every JSON line a line-based NDJSON reader gets from /api/chat, and the joined content and thinking."""
     stack, upstream = go
     request_id = new_request_id()
     raw = [(line if isinstance(line, bytes) else (json.dumps(line) + "\n").encode()) for line in lines]
@@ -123,4 +129,6 @@ def ollama_view(go, lines, content_type=NDJSON, gzip_body=False) -> list:
                             {"x-request-id": request_id})
     upstream.wait_for(request_id)
     body = gzip.decompress(reply.body) if reply.headers.get("content-encoding") == "gzip" else reply.body
-    return [json.loads(line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = [json.loads(line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+    messages = [line.get("message") or {} for line in lines if isinstance(line, dict)]
+    return lines + ["".join(m.get(field) or "" for m in messages) for field in ("content", "thinking")]

@@ -7,6 +7,7 @@ derandomized so CI is deterministic; shrinking is off to bound the time a failur
 
 import copy
 import json
+import os
 
 import pytest
 from harness import (
@@ -68,7 +69,7 @@ SHAPES = {
 SECRETS = (AWS_KEY, OPENAI_KEY, CARD)
 UNKNOWN_KEYS = ("x_note", "metadata", "extra", "cache_control", "name", "description", "stop", "hint")
 FOLDS = {"s": "\u017f", "k": "\u212a", "K": "\u212a"}  # Go's encoding/json folds ſ to s and the Kelvin sign to k
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=int(os.environ.get("EXTPROC_DIFF_EXAMPLES", "30")), deadline=None, derandomize=True, database=None,
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
