@@ -3,6 +3,7 @@ what they decoded holds no planted secret (or that the gateway refused the reque
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import http.client
@@ -50,6 +51,7 @@ def go_upstream_binary() -> str:
     if go is None:
         pytest.skip("differential tests need Go: `apt-get install golang-go` (.ci/run installs it)")
     work = tempfile.mkdtemp(prefix="extproc-goupstream-")
+    atexit.register(shutil.rmtree, work, True)
     env = {**os.environ, "GOCACHE": os.path.join(work, "cache"), "GOPATH": os.path.join(work, "gopath"),
            "GOTOOLCHAIN": "local", "GOPROXY": "off", "GO111MODULE": "off", "GOFLAGS": ""}
     binary = os.path.join(work, "goupstream")
