@@ -101,7 +101,7 @@ GO_FIELDS = {
     "ollama-generate-suffix": ("/api/generate", ogen(suffix=AWS_KEY)),
     "ollama-generate-images": ("/api/generate", ogen(images=[SECRET_B64])),
     "ollama-generate-format": ("/api/generate", ogen(format={"properties": {AWS_KEY: {"type": "string"}}})),
-    "openai-chat-message-name": ("/v1/chat/completions", oai(messages=[{**HI, "name": f"x{AWS_KEY}"}])),
+    "openai-chat-message-name": ("/v1/chat/completions", oai(messages=[{**HI, "name": AWS_KEY}])),
     "openai-chat-stop": ("/v1/chat/completions", oai(stop=[AWS_KEY])),
     "openai-chat-response-format": ("/v1/chat/completions",
                                     oai(response_format={"type": "json_schema", "json_schema": {
