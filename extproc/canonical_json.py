@@ -39,6 +39,7 @@ KNOWN_KEYS = frozenset((
     "total_tokens", "eval_count", "prompt_eval_count", "finish_reason", "stop_reason", "index", "id",
     "object", "created", "embeddings", "embedding", "encoding_format", "dimensions", "parallel_tool_calls",
     "allowed_tools", "mode", "schema", "partial_json", "signature", "error", "logprobs", "cache_control",
+    "content_block", "system_fingerprint", "service_tier", "stop_sequence", "created_at", "status",
 ))
 _KNOWN_FOLDS = {key.casefold(): key for key in KNOWN_KEYS}
 SCHEMA_MAPS = frozenset(("properties", "patternProperties", "$defs", "definitions"))

@@ -70,10 +70,18 @@ def strings(node: Any, base: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...]
         elif isinstance(value, list):
             stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            text = getattr(value, "raw", None) or repr(value)
+            text = number_text(value)
             if sum(c.isdigit() for c in text) >= MIN_NUMBER_DIGITS:
                 out.append((path, text))
     return out
+
+
+def number_text(value: float) -> str:
+    """The digits a consumer reads from a JSON number: `4.111111111111111e15` is the integer
+    4111111111111111 to pydantic; other numbers as they were spelled."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return getattr(value, "raw", None) or repr(value)
 
 
 def complete(doc: Any, segments: list[Segment]) -> list[Segment]:

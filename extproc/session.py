@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote, unquote_plus
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -30,6 +31,7 @@ from extproc.normalize import Budget
 from extproc.policy.compile import CompiledPolicy, Exchange
 from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
 from extproc.redact import merge_spans, redacted_pieces
+from extproc.model import Segment
 from extproc.shapes.base import Shape
 from extproc.shapes.generic_json import NAME as GENERIC
 from extproc.stream_scan import StreamScanner
@@ -41,6 +43,7 @@ LARGE_BODY_BYTES = 256 * 1024  # bodies scanned off the event loop (the server a
 _MESSAGE_TIMERS: dict[str, Any] = {}  # histogram children by phase, looked up once
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
 NOT_JSON = object()
+QUERY_LOCATOR = ("__query__",)
 DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject",
                      UnsupportedEncoding: "reject"}
 
@@ -57,6 +60,7 @@ class Session:
         self.scanner: StreamScanner | None = None
         self.buffered_response = False
         self.streamed_response = False
+        self.new_query: str | None = None  # the query string after redaction, when a rule changed it
         self.sniffed = bytearray()  # a streamed body's first bytes, until they tell its framing
         self.decoder: content_coding.Decoder | None = None
         self.response_ended = False  # the response body's end_of_stream arrived
@@ -235,16 +239,22 @@ class Session:
         if self.checks is not None and self.checks.ctx.response_rules:
             self.response_rules = (*self.response_rules, *self.checks.ctx.response_rules)
         segments = document.complete(doc, parsed.segments)
+        path, _, query = self.headers.get(":path", "").partition("?")
+        if query:  # the query string reaches the server too
+            segments.append(Segment(unquote_plus(query), document.OTHER, QUERY_LOCATOR))
         changed = self._apply_rules(self.policy.rules_for("request", exchange), segments, doc,
                                     "request") or changed
         if self.settings.track_stream_usage and self.shape.ask_stream_usage(doc):
             self.asked_for_usage = changed = True
+        new_path = [(":path", f"{path}?{quote(self.new_query, safe='=&')}")] if self.new_query is not None else []
         if not changed:
+            if new_path:
+                return envoy.body_reply("request", set_headers=new_path, metadata=self._metadata())
             return envoy.body_reply("request", metadata=self._metadata()) if self.verdict.hits \
                 else CONTINUE_REQUEST_BODY
         new_body = _dumps(doc, MalformedRequest("request body is nested too deeply to be rewritten"))
-        return envoy.body_reply("request", body=new_body, set_headers=[("content-length", str(len(new_body)))],
-                                metadata=self._metadata())
+        return envoy.body_reply("request", body=new_body, metadata=self._metadata(),
+                                set_headers=[("content-length", str(len(new_body))), *new_path])
 
     def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
         """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
@@ -257,8 +267,11 @@ class Session:
             spans = redaction_spans([hit for i, hit in found if i == index])
             if spans:
                 for locator, text in redacted_pieces(segment, merge_spans(spans)):
+                    if locator == QUERY_LOCATOR:
+                        self.new_query = text
+                        continue
                     self.shape.write_text(doc, locator, text)
-                changed = True
+                    changed = True
         return changed
 
     # ---- response --------------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ class StreamScanner:
             if self._last_other.get(key) != text:
                 self._last_other[key] = text
                 out.append(TextDelta(key, text, locator))
-                if locator and locator[-1] in WHOLE_VALUE_KEYS:
+                if locator and (isinstance(locator[-1], document.KeyStep) or locator[-1] in WHOLE_VALUE_KEYS):
                     self._whole.add(key)
         return out
 

@@ -99,10 +99,40 @@ def views_of(text: str, budget: Budget | None) -> list[View]:
     each decoded base64/URL/hex/tag segment, with a map back to original offsets."""
     norm = normalize(text, budget)
     views: list[View] = [(norm.text, None if norm.text == text else norm.to_original)]
+    if "\\" in text:  # JSON text (streamed tool-call arguments): escapes must not hide a match
+        views.append(unescaped_view(text))
     for decoded in norm.decoded:
         span = (decoded.original_start, decoded.original_end)
         views.append((decoded.text, lambda _s, _e, span=span: span))
     return views
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
+
+
+def unescaped_view(text: str) -> View:
+    """`text` with JSON string escapes decoded (`\\n`, `\\u0041`), and a map from decoded offsets back to
+    the escaped text, so a redaction replaces the whole escaped spelling."""
+    out: list[str] = []
+    starts: list[int] = []  # for each decoded character, where its spelling starts in `text`
+    i, size = 0, len(text)
+    while i < size:
+        char, step = text[i], 1
+        if char == "\\" and i + 1 < size:
+            code = text[i + 1]
+            if code in _ESCAPES:
+                char, step = _ESCAPES[code], 2
+            elif code == "u" and _is_hex(text[i + 2 : i + 6]):
+                char, step = chr(int(text[i + 2 : i + 6], 16)), 6
+        out.append(char)
+        starts.append(i)
+        i += step
+    starts.append(size)
+    return "".join(out), lambda start, end: (starts[start], starts[end])
+
+
+def _is_hex(digits: str) -> bool:
+    return len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits)
 
 
 def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None) -> list[Finding]:

@@ -130,3 +130,35 @@ def test_an_unknown_streamed_field_split_across_events_is_redacted():
 def test_x_llm_policy_is_still_set_on_a_sniffed_response():
     headers, _ = response_reply(REDACT, b"hello", "text/plain")
     assert "x-llm-policy" in set_headers(headers.response_headers.response.header_mutation)
+
+
+def test_streamed_tool_call_arguments_are_read_through_their_escapes():
+    arguments = orjson.dumps({"q": f"x {SECRET}"}).decode().replace("Q", "\\u0051")
+    pieces = [arguments[:12], arguments[12:30], arguments[30:]]
+    events = [{"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "t", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]}]
+    events += [{"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": piece}}]}}]} for piece in pieces]
+    session = Session(REDACT)
+    session.handle(request_headers())
+    session.handle(request_body(chat(stream=True)))
+    session.handle(response_headers("text/event-stream"))
+    body = sse(*events)
+    reply = session.handle(response_body(body, True))
+    out = reply.response_body.response.body_mutation.body
+    assembled = "".join(
+        call["function"].get("arguments", "")
+        for line in out.split(b"\n\n") if line.startswith(b"data: {")
+        for call in orjson.loads(line[6:])["choices"][0]["delta"].get("tool_calls", []))
+    assert orjson.loads(assembled) == {"q": "x [TEST_SECRET]"}
+
+
+def test_the_query_string_is_scanned_and_redacted():
+    session = Session(DENY)
+    session.handle(request_headers(path=f"/v1/chat/completions?key={SECRET}"))
+    assert session.handle(request_body(chat())).immediate_response.status.code == 403
+    session = Session(rules(regex_rule("redact", "redact", "request")))
+    session.handle(request_headers(path=f"/v1/chat/completions?a=1&key={SECRET}"))
+    reply = session.handle(request_body(chat()))
+    path = set_headers(reply.request_body.response.header_mutation)[":path"]
+    assert SECRET not in path and path.startswith("/v1/chat/completions?a=1&key=")
