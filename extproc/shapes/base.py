@@ -54,12 +54,20 @@ class Shape(ABC):
             return None
 
     def encode_record(self, record: Record, payload: Any) -> bytes:
-        """Re-frame an edited payload as the same kind of record."""
+        """Re-frame an edited payload as the same kind of record, as it was framed on the wire (the framing
+        is sniffed from the bytes): a JSON line keeps its line ending; an SSE event keeps its other lines
+        (`event:`, `id:`, `retry:`, comments) and their order, with its data lines replaced by one."""
         body = orjson.dumps(payload)
-        if self.stream_framing == "ndjson":
-            return body + b"\n"
-        prefix = b"event: " + record.event.encode() + b"\n" if record.event else b""
-        return prefix + b"data: " + body + b"\n\n"
+        if record.raw.lstrip()[:1] in (b"{", b"["):
+            return body + (b"\r\n" if record.raw.endswith(b"\r\n") else b"\n")
+        out: list[bytes] = []
+        for line in record.raw.splitlines(keepends=True):
+            if line.split(b":", 1)[0] == b"data" and line.count(b":") >= 1:
+                if not any(piece.startswith(b"data: ") for piece in out):
+                    out.append(b"data: " + body + (line[len(line.rstrip(b"\r\n")):] or b"\n"))
+            else:
+                out.append(line)
+        return b"".join(out)
 
     @abstractmethod
     def error_body(self, status: int, code: str, message: str) -> bytes:

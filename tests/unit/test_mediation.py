@@ -162,3 +162,13 @@ def test_the_query_string_is_scanned_and_redacted():
     reply = session.handle(request_body(chat()))
     path = set_headers(reply.request_body.response.header_mutation)[":path"]
     assert SECRET not in path and path.startswith("/v1/chat/completions?a=1&key=")
+
+
+def test_a_redacted_sse_event_keeps_its_other_lines():
+    event = (b"id: 41\nevent: delta\nretry: 3000\n: note\ndata: " +
+             orjson.dumps(chunk(f"x {SECRET}")) + b"\n\n")
+    _, reply = response_reply(REDACT, event + b"data: [DONE]\n\n", "text/event-stream")
+    out = reply.response_body.response.body_mutation.body
+    lines = out.split(b"\n")
+    assert lines[:4] == [b"id: 41", b"event: delta", b"retry: 3000", b": note"]
+    assert b"[TEST_SECRET]" in lines[4] and SECRET.encode() not in out
