@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc import document
 from extproc.errors import MalformedRequest, PayloadTooLarge
 from extproc.model import ParsedRequest
 from extproc.shapes.base import Shape, get_path, set_path
@@ -16,14 +17,20 @@ def estimate_tokens(parsed: ParsedRequest) -> int:
     return sum(len(segment.text) for segment in parsed.segments) // CHARS_PER_TOKEN + 1
 
 
+def estimate_all_tokens(parsed: ParsedRequest) -> int:
+    """The limit counts every string of the request, not only the fields a shape names (complete
+    mediation: a server may read a field the shape does not know)."""
+    return sum(len(text) for _, text in document.strings(parsed.doc)) // CHARS_PER_TOKEN + 1
+
+
 def enforce(limits: Any, shape: Shape, parsed: ParsedRequest) -> bool:
     """Raise for requests over a limit; clamp the output cap when configured. True if `parsed.doc` changed."""
-    messages = parsed.doc.get("messages") if isinstance(parsed.doc, dict) else None
-    if limits.max_messages is not None and isinstance(messages, list) and len(messages) > limits.max_messages:
-        raise PayloadTooLarge(f"the request has {len(messages)} messages; the limit is {limits.max_messages}",
+    messages = shape.message_count(parsed.doc)
+    if limits.max_messages is not None and messages is not None and messages > limits.max_messages:
+        raise PayloadTooLarge(f"the request has {messages} messages; the limit is {limits.max_messages}",
                               code="too_many_messages")
     if limits.max_prompt_tokens is not None:
-        estimate = estimate_tokens(parsed)
+        estimate = estimate_all_tokens(parsed)
         if estimate > limits.max_prompt_tokens:
             raise PayloadTooLarge(f"the prompt is about {estimate} tokens; the limit is {limits.max_prompt_tokens}",
                                   code="prompt_too_long")

@@ -248,8 +248,7 @@ def output_reserve(shape: Shape, doc: Any, default: int) -> int:
         if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0:
             cap = asked
             break
-    choices = doc.get("n") if isinstance(doc, dict) else None
-    return cap * choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1 else cap
+    return cap * shape.choices_requested(doc)
 
 
 def charged_tokens(ledger: Ledger, ctx: CheckContext) -> int:

@@ -15,7 +15,6 @@ whatever the threshold. The token is never logged, audited or counted.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +28,6 @@ from extproc.policy.compile import CompiledCheck, CompiledRule
 from extproc.policy.schema import Redaction
 
 HIDDEN_ROLES = frozenset({"system", "developer"})
-MAX_SCHEMA_DEPTH = 16
 
 
 class Params(BaseModel):
@@ -65,7 +63,7 @@ class ContextLeak(Check):
         for _, segment in hidden:
             prints.add(fold(segment.text).text, SYSTEM, short_whole=True)
         if params.tools:
-            for text in tool_texts(ctx.parsed.tools):
+            for text in ctx.shape.tool_texts(ctx.parsed.tools):
                 prints.add(fold(text).text, TOOLS, short_whole=False)
         canary = self._inject_canary(rule, ctx, hidden) if params.canary else None
         ctx.fields["context_fingerprints"] = len(prints)
@@ -95,32 +93,6 @@ def new_canary() -> str:
     """16 random lower-case letters and digits behind a fixed prefix: never produced by chance."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     return "cnry-" + "".join(secrets.choice(alphabet) for _ in range(16))
-
-
-def tool_texts(tools: list[dict[str, Any]]) -> list[str]:
-    """Descriptions of each declared tool and of its parameters (OpenAI chat/Responses, Anthropic, Ollama)."""
-    texts: list[str] = []
-    for tool in tools:
-        spec = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        if isinstance(spec.get("description"), str):
-            texts.append(spec["description"])
-        schema = spec.get("parameters") if "parameters" in spec else spec.get("input_schema")
-        _schema_descriptions(schema, texts, 0)
-    return texts
-
-
-def _schema_descriptions(node: Any, out: list[str], depth: int) -> None:
-    if depth > MAX_SCHEMA_DEPTH:
-        return
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "description" and isinstance(value, str):
-                out.append(value)
-            else:
-                _schema_descriptions(value, out, depth + 1)
-    elif isinstance(node, list):
-        for value in node:
-            _schema_descriptions(value, out, depth + 1)
 
 
 def response_rule(rule: CompiledCheck, detector: ContextEcho) -> CompiledRule:

@@ -146,7 +146,7 @@ class Models(Check):
         ctx.fields["requested_model"] = model
         if ctx.rewrite(rule, "model_alias"):
             assert ctx.parsed is not None
-            ctx.parsed.doc["model"] = target
+            ctx.shape.set_model(ctx.parsed.doc, target)
             ctx.parsed.model = target
             ctx.changed = True
         return target
@@ -166,10 +166,10 @@ class Models(Check):
 
     # ---- response ----------------------------------------------------------------------------------------
     def on_response_doc(self, rule: CompiledCheck, ctx: CheckContext, doc: Any) -> None:
-        self._check_served(rule, ctx, served_model(doc))
+        self._check_served(rule, ctx, ctx.shape.served_model(doc))
 
     def on_stream_payload(self, rule: CompiledCheck, ctx: CheckContext, payload: Any) -> None:
-        self._check_served(rule, ctx, served_model(payload))
+        self._check_served(rule, ctx, ctx.shape.served_model(payload))
 
     def _check_served(self, rule: CompiledCheck, ctx: CheckContext, served: str | None) -> None:
         requested = ctx.parsed.model if ctx.parsed is not None else None
@@ -188,17 +188,6 @@ class Models(Check):
         ctx.fields["served_model"] = served[:_SERVED_FIELD_MAX]
         ctx.violation(rule, "model_response_mismatch", f"the upstream answered with another model than "
                       f"{requested!r} (rule {rule.id!r})", code="model_response_mismatch", direction="response")
-
-
-def served_model(payload: Any) -> str | None:
-    """The `model` a response document or streamed event reports: top level (OpenAI, Ollama, Anthropic
-    message), or inside `response` (OpenAI Responses events) or `message` (Anthropic `message_start`)."""
-    if not isinstance(payload, dict):
-        return None
-    for holder in (payload, payload.get("response"), payload.get("message")):
-        if isinstance(holder, dict) and isinstance(holder.get("model"), str):
-            return holder["model"]
-    return None
 
 
 def same_model(requested: str, served: str, dated: bool, ollama: bool) -> bool:

@@ -124,6 +124,43 @@ class Shape(ABC):
         """Pieces of assistant tool calls in one streamed event; a call ends when `closed_keys` ends its key."""
         return []
 
+    # ---- fields the checks and limits need: shapes own the wire format, checks never read vendor JSON --------
+    messages_field: ClassVar[str] = "messages"  # the request's list of messages / input items
+
+    def message_count(self, doc: Any) -> int | None:
+        messages = doc.get(self.messages_field) if isinstance(doc, dict) else None
+        return len(messages) if isinstance(messages, list) else None
+
+    def set_model(self, doc: Any, model: str) -> None:
+        """Rewrite the requested model (an alias resolved by the models check)."""
+        doc["model"] = model
+
+    def served_model(self, payload: Any) -> str | None:
+        """The `model` a response document or streamed event reports: top level (OpenAI, Ollama, Anthropic
+        message), or inside `response` (OpenAI Responses events) or `message` (Anthropic `message_start`)."""
+        if not isinstance(payload, dict):
+            return None
+        for holder in (payload, payload.get("response"), payload.get("message")):
+            if isinstance(holder, dict) and isinstance(holder.get("model"), str):
+                return str(holder["model"])
+        return None
+
+    def choices_requested(self, doc: Any) -> int:
+        """How many answers the request asks for (`n`), at least 1."""
+        choices = doc.get("n") if isinstance(doc, dict) else None
+        return choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1 else 1
+
+    def tool_texts(self, tools: list[dict[str, Any]]) -> list[str]:
+        """Descriptions of each declared tool and of its parameters (OpenAI chat/Responses, Anthropic, Ollama)."""
+        texts: list[str] = []
+        for tool in tools:
+            spec = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            if isinstance(spec.get("description"), str):
+                texts.append(spec["description"])
+            schema = spec.get("parameters") if "parameters" in spec else spec.get("input_schema")
+            _schema_descriptions(schema, texts, 0)
+        return texts
+
     def write_text(self, doc: Any, locator: tuple[Any, ...], text: str) -> None:
         """Write edited text back at a segment's locator."""
         set_path(doc, locator, text)
@@ -131,6 +168,21 @@ class Shape(ABC):
 
 set_path = write_path
 get_path = read_path
+MAX_SCHEMA_DEPTH = 16
+
+
+def _schema_descriptions(node: Any, out: list[str], depth: int) -> None:
+    if depth > MAX_SCHEMA_DEPTH:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                out.append(value)
+            else:
+                _schema_descriptions(value, out, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            _schema_descriptions(value, out, depth + 1)
 
 
 def tool_call(name: Any, arguments: Any, key: Any = None) -> ToolCall:
