@@ -122,6 +122,10 @@ class Session:
             # The stream ended before the service saw the whole exchange (Envoy timed out or gave up before the
             # first message arrived; the upstream reset, the client left or a timeout cut the response).
             self.fields["incomplete"] = True
+            if self.buffered_response and "code" not in self.fields:
+                # Envoy never handed over the body it was to buffer (over its buffer limit, upstream reset):
+                # the client got Envoy's own error, not an inspected answer, so the record must not say allow.
+                self.fields.update(decision="error", code="response_not_inspected")
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
         if self.checks is not None:
             self.fields.update(self.checks.ctx.fields)

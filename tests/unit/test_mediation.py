@@ -172,3 +172,16 @@ def test_a_redacted_sse_event_keeps_its_other_lines():
     lines = out.split(b"\n")
     assert lines[:4] == [b"id: 41", b"event: delta", b"retry: 3000", b": note"]
     assert b"[TEST_SECRET]" in lines[4] and SECRET.encode() not in out
+
+
+def test_a_buffered_response_that_never_arrives_is_not_recorded_as_allowed():
+    import structlog
+    session = Session(REDACT)
+    session.handle(request_headers())
+    session.handle(request_body(chat()))
+    session.handle(response_headers("application/json"))
+    with structlog.testing.capture_logs() as logs:
+        session.finish()  # Envoy gave up (e.g. the body exceeded its buffer) before sending the body
+    record = next(entry for entry in logs if entry["event"] == "exchange_completed")
+    assert record["decision"] == "error" and record["code"] == "response_not_inspected"
+    assert record["incomplete"] is True
