@@ -185,3 +185,32 @@ def test_a_buffered_response_that_never_arrives_is_not_recorded_as_allowed():
     record = next(entry for entry in logs if entry["event"] == "exchange_completed")
     assert record["decision"] == "error" and record["code"] == "response_not_inspected"
     assert record["incomplete"] is True
+
+
+def _stream_text_through_default_policy(text, size=40):
+    from pathlib import Path
+
+    from policies import policy
+
+    from extproc import shapes
+    from extproc.stream_scan import StreamScanner
+    default = policy((Path(__file__).resolve().parents[2] / "extproc/policies/default.yaml").read_text())
+    scanner = StreamScanner(shapes.all_shapes()["openai_chat"], "sse", default._by_direction["response"],
+                            65536, "fail_closed")
+    records = [sse(chunk(text[i:i + size])).split(b"data: [DONE]")[0] for i in range(0, len(text), size)]
+    out = b"".join(scanner.push(r) for r in records) + scanner.finish(b"data: [DONE]\n\n")
+    return "".join(orjson.loads(line[6:])["choices"][0]["delta"].get("content", "")
+                   for line in out.split(b"\n") if line.startswith(b"data: {"))
+
+
+def test_a_long_base64_run_in_a_stream_passes_intact_and_a_pem_key_does_not():
+    import base64
+    import random
+    rng = random.Random(7)
+    blob = base64.b64encode(bytes(rng.randrange(256) for _ in range(9000))).decode()
+    text = f"the file: {blob} and hashes " + " ".join(f"{rng.getrandbits(256):064x}" for _ in range(50))
+    assert _stream_text_through_default_policy(text) == text
+    body = "\n".join(base64.b64encode(bytes(rng.randrange(256) for _ in range(48))).decode() for _ in range(20))
+    pem = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+    out = _stream_text_through_default_policy(f"key:\n{pem}\nend")
+    assert body.splitlines()[3] not in out and out.startswith("key:\n") and out.endswith("\nend")
