@@ -25,6 +25,8 @@ def hit_record(hit: Hit) -> dict[str, Any]:
         "length": len(hit.value),
         "digest": keyed_digest(hit.value),
     }
+    if hit.where:
+        record["where"] = hit.where
     owasp = _owasp_of(hit)
     if owasp:
         record["owasp"] = owasp

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from extproc import audit, canonical_json, content_coding, document, envoy, limits, logs, metrics, pb, shapes
+from extproc import audit, canonical_json, content_coding, conversation, document, envoy, limits, logs, metrics, pb, shapes
 from extproc.checks.context import CheckContext
 from extproc.checks.runner import ExchangeChecks, needs_response
 from extproc.errors import (
@@ -263,6 +263,8 @@ class Session:
     def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
         """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
         found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize)
+        if direction == "request" and found:
+            found = conversation.place_hits(found, segments, self.shape.messages_field)
         hits = [hit for _, hit in found]
         self.verdict.hits.extend(hits)
         raise_if_denied(hits)

@@ -65,6 +65,7 @@ class CompiledRule:
     shapes: frozenset[str]
     headers: tuple[tuple[str, Glob], ...]
     roles: frozenset[str]
+    history: str = "redact"  # request rules: what a deny finding in an earlier turn does
 
     @property
     def enforced(self) -> bool:
@@ -169,5 +170,5 @@ def _compile_rule(rule: Any, instances: dict[bytes, Any]) -> CompiledRule:
     return CompiledRule(
         id=rule.id, action=rule.action, mode=rule.mode, on_error=rule.on_error, directions=directions,
         detector=detector, redaction=rule.redaction, min_score=rule.min_score, capture=rule.capture,
-        roles=frozenset(rule.match.roles), **_matchers(rule),
+        roles=frozenset(rule.match.roles), history=rule.history, **_matchers(rule),
     )

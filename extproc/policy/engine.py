@@ -29,7 +29,8 @@ class Hit:
     finding: Finding
     value: str  # the matched text: used for digests and redaction, never logged unless rule.capture
     direction: str
-    action_taken: str | None = None  # a check's rewrite records "redact" whatever its rule's action
+    action_taken: str | None = None  # a check's rewrite, or an earlier turn's deny, records "redact"
+    where: str | None = None  # the message it was found in, e.g. "messages[3] (user)"
 
     @property
     def action(self) -> str:
@@ -177,11 +178,13 @@ def scan_segments(rules: tuple[CompiledRule, ...], segments: list[Segment], dire
 
 
 def raise_if_denied(hits: list[Hit]) -> None:
-    denying = [h for h in hits if h.rule.enforced and h.rule.action == "deny"]
+    denying = [h for h in hits if h.rule.enforced and h.action == "deny"]
     if denying:
         rules = tuple(sorted({h.rule.id for h in denying}))
         labels = ", ".join(sorted({h.finding.label for h in denying}))
-        raise PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected", rules=rules)
+        where = sorted({h.where for h in denying if h.where})
+        place = f" in {', '.join(where[:3])}" if where else ""
+        raise PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected{place}", rules=rules)
 
 
 def redaction_spans(hits: list[Hit]) -> list[Span]:
@@ -191,5 +194,5 @@ def redaction_spans(hits: list[Hit]) -> list[Span]:
              h.finding.replacement if h.finding.replacement is not None
              else replacement_for(h.rule.redaction, h.finding.label, h.value))
         for h in hits
-        if h.rule.enforced and h.rule.action == "redact"
+        if h.rule.enforced and h.action == "redact"
     ]

@@ -50,6 +50,9 @@ class RuleBase(Strict):
     redaction: Redaction = Field(default_factory=Redaction)
     min_score: float = Field(0.0, ge=0.0, le=1.0)
     capture: bool = Field(False, description="log the matched text in the audit record (off by default)")
+    history: Literal["redact", "judge"] = Field(
+        "redact", description="request rules: a deny finding in a turn before the newest user turn (chat UIs "
+        "resend the whole history) is redacted before the upstream (redact) or denied as today (judge)")
 
 
 class CheckMatch(Strict):

@@ -59,6 +59,7 @@ _FINAL_TEXT = {
 @register
 class OpenAIResponses(Shape):
     name = "openai_responses"
+    messages_field = "input"
     output_limit_fields = (("max_output_tokens",),)
     paths = ("/v1/responses", "/responses", "/openai/v1/responses")
     stream_framing = "sse"

@@ -214,3 +214,17 @@ def test_a_long_base64_run_in_a_stream_passes_intact_and_a_pem_key_does_not():
     pem = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
     out = _stream_text_through_default_policy(f"key:\n{pem}\nend")
     assert body.splitlines()[3] not in out and out.startswith("key:\n") and out.endswith("\nend")
+
+
+def test_an_earlier_turn_is_redacted_the_newest_judged_and_judge_keeps_denying():
+    history = {"model": "m", "messages": [{"role": "user", "content": f"k {SECRET}"},
+                                          {"role": "assistant", "content": "no"},
+                                          {"role": "user", "content": "joke?"}]}
+    body = request_reply(DENY, history).request_body.response.body_mutation.body
+    assert orjson.loads(body)["messages"][0]["content"] == "k [TEST_SECRET]"
+    history["messages"][2]["content"] = f"again {SECRET}"
+    error = orjson.loads(request_reply(DENY, history).immediate_response.body)["error"]["message"]
+    assert "messages[2] (user)" in error
+    judge = rules(regex_rule("deny", "deny", "request").replace("    mode:", "    history: judge\n    mode:"))
+    history["messages"][2]["content"] = "joke?"
+    assert request_reply(judge, history).immediate_response.status.code == 403
