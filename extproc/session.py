@@ -334,8 +334,20 @@ class Session:
             if framing is None:
                 return envoy.body_reply("response", body=b"")  # too few bytes to tell the framing yet
             self.scanner, body, self.sniffed = self._new_scanner(framing), bytes(self.sniffed), bytearray()
-        out = self.scanner.finish(body) if msg.end_of_stream else self.scanner.push(body)
+        if msg.end_of_stream:  # the stream's decision reaches Envoy's access log with the last reply
+            out = self.scanner.finish(body)
+            return envoy.body_reply("response", body=None if out == msg.body else out,
+                                    metadata=self._stream_metadata())
+        out = self.scanner.push(body)
         return CONTINUE_RESPONSE_BODY if out == msg.body else envoy.body_reply("response", body=out)
+
+    def _stream_metadata(self) -> dict[str, Any]:
+        assert self.scanner is not None
+        hits = [*self.verdict.hits, *self.scanner.hits]
+        error = self.scanner.error
+        decision = Verdict(hits).decision if error is None else \
+            DECISION_OF_ERROR.get(type(error), "deny" if error.status in (403, 429) else "error")
+        return {**self._metadata(), "decision": decision, "rules": ",".join(sorted({h.rule.id for h in hits}))}
 
     def _on_buffered_response(self, body: bytes) -> pb.ProcessingResponse:
         assert self.shape is not None
