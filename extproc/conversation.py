@@ -20,6 +20,8 @@ from extproc.policy.engine import Hit
 def turn_of(locator: tuple[Any, ...], messages_field: str) -> int | None:
     """The index of the message a segment belongs to, or None outside the message list."""
     if is_joined(locator):
+        if not locator[1]:
+            return None
         locator = locator[1][0][2]  # a joined segment's pieces all come from one message (tool arguments)
     if len(locator) >= 2 and locator[0] == messages_field and isinstance(locator[1], int):
         return locator[1]

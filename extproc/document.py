@@ -92,8 +92,10 @@ def complete(doc: Any, segments: list[Segment]) -> list[Segment]:
         inner = embedded_json(segment.text)
         if inner is None:
             out.append(segment)
-        else:
-            out.append(joined(strings(inner, (*segment.locator, EMBED)), segment.role))
+            continue
+        pieces = strings(inner, (*segment.locator, EMBED))
+        if pieces:  # `{}` holds nothing to scan
+            out.append(joined(pieces, segment.role))
     rest = [(loc, text) for loc, text in strings(doc) if not _within(loc, claimed)]
     if rest:
         out.append(joined(rest, OTHER))

@@ -318,7 +318,7 @@ class Session:
         return StreamScanner(self.shape, framing, self.response_rules,
                              self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
                              self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
-                             normalized=self.settings.normalize,
+                             normalized=self.settings.normalize, notice=self.settings.stream_deny_notice,
                              **(self.checks.scanner_hooks() if self.checks else {}))
 
     def _on_response_body(self, msg: Any) -> pb.ProcessingResponse:

@@ -19,7 +19,7 @@ from typing import Any
 
 from extproc import document
 from extproc.detectors.hold import hold_run
-from extproc.errors import GatewayError, PayloadTooLarge
+from extproc.errors import GatewayError, PayloadTooLarge, PolicyDenied
 from extproc.framing import Record, framer_for
 from extproc.model import TextDelta
 from extproc.normalize import Budget, fold
@@ -68,8 +68,9 @@ class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
                  on_limit: str, max_total: int | None = None, strip_usage: bool = False,
                  normalized: bool = True, on_payload: Any = None, on_tool_call: Any = None,
-                 hold_tool_calls: bool = True) -> None:
+                 hold_tool_calls: bool = True, notice: str = "auto") -> None:
         self.shape = shape
+        self.notice = notice
         # Called with every complete assistant tool call (checks); may raise to end the stream. With
         # `hold_tool_calls`, no record carrying a piece of a call is released before the call was checked.
         self.on_tool_call = on_tool_call
@@ -113,10 +114,18 @@ class StreamScanner:
         return self._guarded(lambda: self._take(self.framer.feed(chunk) + self.framer.flush(), final=True))
 
     def abort(self, exc: GatewayError) -> bytes:
-        """End the stream with `exc`: drop everything held, release nothing more, return the error event."""
+        """End the stream with `exc`: drop everything held, release nothing more, return what tells the
+        client (the error event, a notice the user sees, or both: `notice`)."""
         self.error = exc
         self.pending.clear()
-        return self.shape.stream_error_event(exc.code, exc.message)
+        notice = self.shape.default_deny_notice if self.notice == "auto" else self.notice
+        if not isinstance(exc, PolicyDenied):
+            notice = "error"  # the notice tells of a policy decision; failures end with the error event
+        text = self.shape.stream_notice(f"\n\n[This answer was stopped by policy: {exc.message}]",
+                                        final=notice == "content") if notice != "error" else b""
+        if text and notice == "content":
+            return text
+        return text + self.shape.stream_error_event(exc.code, exc.message)
 
     def observe_detector_seconds(self) -> None:
         """One histogram sample per detector for the whole stream (the exchange is over)."""

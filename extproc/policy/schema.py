@@ -101,6 +101,10 @@ class Settings(Strict):
         False, description="ask OpenAI-style streams for usage (stream_options.include_usage) and hide it "
         "from clients that did not ask; usage is recorded in the audit record")
     annotate_header: str = Field("x-llm-policy", pattern=r"^[a-z0-9-]+$")
+    stream_deny_notice: Literal["auto", "error", "content", "both"] = Field(
+        "auto", description="how a stream ended by a deny tells the user: the API's error event, a last "
+        "assistant text chunk then the stream's normal end (chat UIs that drop error events), or both; auto "
+        "picks per API (Ollama: content; OpenAI chat/completions: both; others: error)")
 
 
 def _rule_kind(value: Any) -> str | None:

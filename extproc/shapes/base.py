@@ -77,6 +77,16 @@ class Shape(ABC):
     def stream_error_event(self, code: str, message: str) -> bytes:
         """The record that ends a stream with an error in this API's streaming format."""
 
+    # How a stream ended by a deny tells the user (settings.stream_deny_notice: auto picks this): "error" (the
+    # API's error event), "content" (a last assistant text chunk saying so, then the stream's normal end:
+    # for chat UIs that drop error events) or "both".
+    default_deny_notice: ClassVar[str] = "error"
+
+    def stream_notice(self, text: str, final: bool) -> bytes:
+        """A last assistant text chunk carrying `text`; with `final`, followed by the stream's normal end.
+        b"" for APIs where a text chunk cannot be appended safely (the error event is used instead)."""
+        return b""
+
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
         """Of the stream's delta `keys`, those this event ends (no more text will come for them), so their
         held tail can be released without waiting for the end of the stream."""

@@ -59,6 +59,12 @@ class OllamaFamily(Shape):
     def stream_error_event(self, code: str, message: str) -> bytes:
         return ollama_error(message) + b"\n"
 
+    default_deny_notice = "content"  # Open WebUI drops Ollama's closing {"error"} line
+
+    def stream_notice(self, text: str, final: bool) -> bytes:
+        return orjson.dumps({"message": {"role": "assistant", "content": text}, "done": True,
+                             "done_reason": "stop"}) + b"\n"
+
     def tool_name(self, tool: dict[str, Any]) -> str | None:
         return named_tool(tool)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
 from extproc.shapes.ollama_chat import OllamaFamily
@@ -34,6 +36,9 @@ class OllamaGenerate(OllamaFamily):
 
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
         return [TextDelta(field, text, (field,)) for field, text in _texts(payload) if text]
+
+    def stream_notice(self, text: str, final: bool) -> bytes:
+        return orjson.dumps({"response": text, "done": True, "done_reason": "stop"}) + b"\n"
 
 
 

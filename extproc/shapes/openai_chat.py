@@ -113,6 +113,13 @@ class OpenAIFamily(Shape):
     def stream_error_event(self, code: str, message: str) -> bytes:
         return b"data: " + openai_error(403, code, message) + b"\n\n"
 
+    default_deny_notice = "both"  # the SDKs raise on the error event; chat UIs show the text
+
+    def stream_notice(self, text: str, final: bool) -> bytes:
+        event = b"data: " + orjson.dumps({"object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]}) + b"\n\n"
+        return event + (b"data: [DONE]\n\n" if final else b"")
+
 
 def finished_choices(payload: Any) -> set[int]:
     """Indexes of the choices this streamed event finishes."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
@@ -102,6 +104,13 @@ class OpenAICompletions(OpenAIFamily):
     def stream_deltas(self, payload: Any) -> list[TextDelta]:
         return [TextDelta(index, text, ("choices", i, "text"))
                 for i, index, text in _choice_texts(payload) if text]
+
+    default_deny_notice = "both"
+
+    def stream_notice(self, text: str, final: bool) -> bytes:
+        event = b"data: " + orjson.dumps({"object": "text_completion", "choices": [
+            {"index": 0, "text": text, "finish_reason": "stop"}]}) + b"\n\n"
+        return event + (b"data: [DONE]\n\n" if final else b"")
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
         finished = finished_choices(payload)

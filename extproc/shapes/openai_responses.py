@@ -163,7 +163,11 @@ class OpenAIResponses(Shape):
         return openai_error(status, code, message)
 
     def stream_error_event(self, code: str, message: str) -> bytes:
-        return sse_error_event(_stream_error(code, message), event="error")
+        """The error event, then `response.failed`, which the SDK's stream helper surfaces as the reason."""
+        failed = orjson.dumps({"type": "response.failed", "response": {
+            "object": "response", "status": "failed", "error": {"code": code, "message": message}}})
+        return sse_error_event(_stream_error(code, message), event="error") + \
+            sse_error_event(failed, event="response.failed")
 
 
 def _call_field(item: Any) -> str | None:

@@ -15,7 +15,7 @@ from tests.policies import policy
 
 POLICY = policy("""
 version: 1
-settings: {max_stream_held_bytes: 2048, on_stream_limit: fail_open}
+settings: {max_stream_held_bytes: 2048, on_stream_limit: fail_open, stream_deny_notice: error}
 rules:
   - id: tools
     check: tools
@@ -29,6 +29,7 @@ rules:
 """)
 TOOLS_ONLY = policy("""
 version: 1
+settings: {stream_deny_notice: error}
 rules:
   - id: tools
     check: tools
