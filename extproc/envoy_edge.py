@@ -27,14 +27,13 @@ POLICY_HEADER = "x-llm-policy"
 # Set by the mappers, copied into x-llm-policy by `policy_header_filter` after ext_proc has run, then dropped:
 # ext_proc also answers the response phase of a local reply, and would overwrite the header with `allow`.
 LOCAL_REPLY_MARKER = "x-llm-local-reply"
-# status -> (code, message) of Envoy's local replies; any other status falls back to FALLBACK
-LOCAL_REPLIES: dict[int, tuple[str, str]] = {
-    400: ("invalid_request", "the gateway refused the request: malformed path or headers"),
-    408: ("request_timeout", "the request was not received completely in time"),
-    413: ("payload_too_large", "the request body is larger than the gateway accepts"),
-    431: ("request_headers_too_large", "the request headers are larger than the gateway accepts"),
-    503: ("upstream_unavailable", "the policy service or the model server is unavailable"),
-    504: ("upstream_timeout", "the model server did not answer in time"),
+# statuses -> (code, message) of Envoy's local replies (the first status picks the error type); any other
+# status falls back to FALLBACK. 5 per API family: kgateway accepts at most 16 mappers.
+LOCAL_REPLIES: dict[tuple[int, ...], tuple[str, str]] = {
+    (400, 431): ("invalid_request", "the gateway refused the request: malformed path, or headers malformed or too large"),
+    (413,): ("payload_too_large", "the request body is larger than the gateway accepts"),
+    (408, 504): ("gateway_timeout", "timed out: the request was not received in time, or no answer came in time"),
+    (503,): ("upstream_unavailable", "the policy service or the model server is unavailable"),
 }
 FALLBACK = ("gateway_error", "the gateway could not complete the request")
 # (path prefixes, a path the shape registry resolves to the family's error format); the last one is the default
@@ -114,31 +113,31 @@ def local_reply_mappers() -> list[dict[str, Any]]:
     """One mapper per (API family, status), then a fallback per family; first match wins."""
     mappers = []
     for prefixes, example_path in FAMILIES:
-        for status, (code, message) in LOCAL_REPLIES.items():
-            mappers.append(_mapper(prefixes, example_path, status, code, message))
+        for statuses, (code, message) in LOCAL_REPLIES.items():
+            mappers.append(_mapper(prefixes, example_path, statuses, code, message))
         mappers.append(_mapper(prefixes, example_path, None, *FALLBACK))
     return mappers
 
 
-def _mapper(prefixes: tuple[str, ...], example_path: str, status: int | None, code: str,
+def _mapper(prefixes: tuple[str, ...], example_path: str, statuses: tuple[int, ...] | None, code: str,
             message: str) -> dict[str, Any]:
     shape = for_path(example_path)
     assert shape is not None, example_path
-    body = orjson.loads(shape.error_body(status or 500, code, message))
+    body = orjson.loads(shape.error_body(statuses[0] if statuses else 500, code, message))
     return {
         "filter": {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-            "expression": mapper_expression(prefixes, status),
+            "expression": mapper_expression(prefixes, statuses),
         }}},
         "headers_to_add": [_set_header(LOCAL_REPLY_MARKER, f"error; code={code}")],
         "body_format_override": {"json_format": body},
     }
 
 
-def mapper_expression(prefixes: tuple[str, ...], status: int | None) -> str:
-    """CEL over the local reply: not one of the service's own replies, this status, this API family."""
+def mapper_expression(prefixes: tuple[str, ...], statuses: tuple[int, ...] | None) -> str:
+    """CEL over the local reply: not one of the service's own replies, these statuses, this API family."""
     terms = [f"!response.code_details.startsWith('{SERVICE_DETAILS_PREFIX}')",
-             f"response.code == {status}" if status is not None else "response.code >= 400"]
+             f"response.code in {list(statuses)}" if statuses else "response.code >= 400"]
     if prefixes:
         terms.append("(" + " || ".join(f"request.url_path.startsWith('{p}')" for p in prefixes) + ")")
     return " && ".join(terms)
@@ -158,3 +157,29 @@ def policy_header_filter() -> dict[str, Any]:
 def _set_header(name: str, value: str) -> dict[str, Any]:
     # an empty value (the marker is absent) is skipped: keep_empty_value defaults to false
     return {"header": {"key": name, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+
+
+def kgateway_http_settings(limits: EdgeLimits | None = None) -> dict[str, Any]:
+    """The subset of the above kgateway's ListenerPolicy `httpSettings` can express (see docs/deploy.md)."""
+    limits = limits or EdgeLimits()
+    return {
+        "maxRequestHeadersKb": limits.max_request_headers_kb,
+        "maxHeadersCount": limits.max_headers_count,
+        "maxRequestsPerConnection": limits.max_requests_per_connection,
+        "idleTimeout": limits.connection_idle_timeout,
+        "streamIdleTimeout": limits.stream_idle_timeout,
+        "http2ProtocolOptions": {"maxConcurrentStreams": limits.max_concurrent_streams,
+                                 "initialStreamWindowSize": 65536, "initialConnectionWindowSize": 1048576},
+        "generateRequestId": True,
+        "localReplies": {"mappers": [_kgateway_mapper(m) for m in local_reply_mappers()]},
+    }
+
+
+def _kgateway_mapper(mapper: dict[str, Any]) -> dict[str, Any]:
+    [marker] = mapper["headers_to_add"]
+    return {
+        "filter": {"celFilter": {"match": mapper["filter"]["extension_filter"]["typed_config"]["expression"]}},
+        # no filter after ext_proc here: the header is set directly (see docs/deploy.md for the caveat)
+        "headers": {"set": [{"name": POLICY_HEADER, "value": marker["header"]["value"]}]},
+        "bodyFormatOverride": {"json": mapper["body_format_override"]["json_format"]},
+    }
