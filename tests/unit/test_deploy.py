@@ -948,6 +948,13 @@ def test_crd_validation_catches_mistakes(
     eep = json.loads(json.dumps(one(rendered["envoy-gateway"], "EnvoyExtensionPolicy")))
     eep["spec"]["extProc"][0]["processingMode"]["request"]["body"] = "Everything"
     assert crd_errors(eep, crd_schemas)
+    ctp = json.loads(json.dumps(one(rendered["envoy-gateway"], "ClientTrafficPolicy")))
+    assert crd_errors(ctp, crd_schemas) == []
+    ctp["spec"]["path"]["escapedSlashesAction"] = "Reject"
+    assert crd_errors(ctp, crd_schemas)  # enum
+    listener = json.loads(json.dumps(one(rendered["kgateway"], "ListenerPolicy")))
+    listener["spec"]["default"]["httpSettings"]["localReplies"]["mappers"] *= 2
+    assert crd_errors(listener, crd_schemas)  # kgateway takes at most 16 local-reply mappers
 
 
 def test_core_validation_catches_mistakes(rendered: dict[str, list[dict[str, Any]]]) -> None:
