@@ -394,6 +394,7 @@ def test_ollama_example_fails_closed_without_the_policy_service(tmp_path: Path) 
             assert http_call(f"{base}/healthz") == (200, b"ok\n")
             status, body = http_call(f"{base}/api/chat", CHAT)
             assert status == 503, body
+            assert json.loads(body) == {"error": "the policy service or the model server is unavailable"}  # Ollama's
             assert hits == []
             status, body = http_call(f"{base}/metrics")
             assert status == 200 and b"envoy_http_downstream_rq_total" in body
