@@ -24,8 +24,9 @@ from extproc.shapes import for_path
 # API's format, so the mappers below leave them alone.
 SERVICE_DETAILS_PREFIX = "llm_policy_"
 POLICY_HEADER = "x-llm-policy"
-# Set by the mappers, copied into x-llm-policy by `policy_header_filter` after ext_proc has run, then dropped:
-# ext_proc also answers the response phase of a local reply, and would overwrite the header with `allow`.
+# Set by the mappers with x-llm-policy, copied into x-llm-policy by `policy_header_filter` after ext_proc has run,
+# then dropped: ext_proc also answers the response phase of a local reply and would overwrite it with `allow`.
+# (A reply made before the filter chain exists, e.g. a header timeout, skips both filters and keeps the marker.)
 LOCAL_REPLY_MARKER = "x-llm-local-reply"
 # statuses -> (code, message) of Envoy's local replies (the first status picks the error type); any other
 # status falls back to FALLBACK. 5 per API family: kgateway accepts at most 16 mappers.
@@ -129,7 +130,7 @@ def _mapper(prefixes: tuple[str, ...], example_path: str, statuses: tuple[int, .
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
             "expression": mapper_expression(prefixes, statuses),
         }}},
-        "headers_to_add": [_set_header(LOCAL_REPLY_MARKER, f"error; code={code}")],
+        "headers_to_add": [_set_header(name, f"error; code={code}") for name in (POLICY_HEADER, LOCAL_REPLY_MARKER)],
         "body_format_override": {"json_format": body},
     }
 
@@ -176,10 +177,10 @@ def kgateway_http_settings(limits: EdgeLimits | None = None) -> dict[str, Any]:
 
 
 def _kgateway_mapper(mapper: dict[str, Any]) -> dict[str, Any]:
-    [marker] = mapper["headers_to_add"]
+    [policy, _marker] = mapper["headers_to_add"]
     return {
         "filter": {"celFilter": {"match": mapper["filter"]["extension_filter"]["typed_config"]["expression"]}},
         # no filter after ext_proc here: the header is set directly (see docs/deploy.md for the caveat)
-        "headers": {"set": [{"name": POLICY_HEADER, "value": marker["header"]["value"]}]},
+        "headers": {"set": [{"name": POLICY_HEADER, "value": policy["header"]["value"]}]},
         "bodyFormatOverride": {"json": mapper["body_format_override"]["json_format"]},
     }

@@ -144,9 +144,10 @@ def test_mappers_leave_the_services_own_replies_alone_and_never_say_allow() -> N
     for mapper in mappers:
         expression = mapper["filter"]["extension_filter"]["typed_config"]["expression"]
         assert expression.startswith("!response.code_details.startsWith('llm_policy_') && ")
-        [header] = mapper["headers_to_add"]
-        assert header["header"]["key"] == LOCAL_REPLY_MARKER
-        assert header["header"]["value"].startswith("error; code=")
+        policy, marker = mapper["headers_to_add"]
+        assert (policy["header"]["key"], marker["header"]["key"]) == (POLICY_HEADER, LOCAL_REPLY_MARKER)
+        assert policy["header"]["value"] == marker["header"]["value"]
+        assert policy["header"]["value"].startswith("error; code=")
     # a family's catch-all comes after its specific statuses; the default family (no path term) comes last
     expressions = [m["filter"]["extension_filter"]["typed_config"]["expression"] for m in mappers]
     assert "url_path" not in expressions[-1] and expressions[-1].endswith("response.code >= 400")
