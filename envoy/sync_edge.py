@@ -15,7 +15,13 @@ from pathlib import Path
 
 import yaml
 
-from extproc.envoy_edge import EdgeLimits, bootstrap_settings, hcm_settings, kgateway_http_settings, policy_header_filter
+from extproc.envoy_edge import (
+    EdgeLimits,
+    bootstrap_settings,
+    hcm_settings,
+    kgateway_http_settings,
+    policy_header_filter,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAPS = [*sorted((REPO / "envoy").glob("**/*.yaml")), REPO / "deploy/overlays/envoy/envoy.yaml"]
@@ -34,13 +40,13 @@ def dump(obj: object, indent: int) -> str:
 def replace_block(text: str, mark: str, body: object, end: str | None) -> str:
     """Replace `mark` and what follows up to the first line matching `end` at the mark's indentation (None:
     to the end of the file)."""
-    match = re.search(rf"^( *){re.escape(mark)}\n", text, re.M)
+    match = re.search(rf"^( *){re.escape(mark)}\n", text, re.MULTILINE)
     if match is None:
         raise SystemExit(f"marker not found: {mark}")
     indent = match.group(1)
     tail = ""
     if end is not None:
-        stop = re.compile(rf"^{indent}{end}", re.M).search(text, match.end())
+        stop = re.compile(rf"^{indent}{end}", re.MULTILINE).search(text, match.end())
         if stop is None:
             raise SystemExit(f"end of block not found after: {mark}")
         tail = text[stop.start():]

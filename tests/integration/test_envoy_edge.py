@@ -73,7 +73,7 @@ def _parse(data: bytes) -> tuple[int, dict, bytes]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     if headers.get("transfer-encoding") == "chunked":
-        body, rest = b"", rest
+        body = b""
         while rest:
             size, _, rest = rest.partition(b"\r\n")
             if int(size, 16) == 0:
