@@ -1,6 +1,6 @@
 """Rewrite the generated edge blocks of the hand-written configs from extproc/envoy_edge.py.
 
-    python envoy/sync_edge.py        # after changing extproc/envoy_edge.py; tests/unit/test_envoy_edge.py checks
+    python envoy/sync_edge.py        # after changing extproc/envoy_edge.py; tests/unit/test_edge_settings.py checks
 
 Each block sits between a marker comment this script writes and the next key at the same indentation, so
 hand-written comments around it survive.
