@@ -47,7 +47,7 @@ FAMILIES: tuple[tuple[tuple[str, ...], str], ...] = (
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    """Envoy-side bounds on what a client may make Envoy hold (see docs/deploy.md, "Edge limits")."""
+    """Envoy-side bounds on what a client may make Envoy hold (docs/deploy.md, "Edge settings")."""
 
     request_headers_timeout: str = "10s"  # first byte to last header byte
     request_timeout: str = "120s"  # the whole request received; stops once the response starts
@@ -111,7 +111,7 @@ def hcm_settings(limits: EdgeLimits | None = None) -> dict[str, Any]:
 
 
 def local_reply_mappers() -> list[dict[str, Any]]:
-    """One mapper per (API family, status), then a fallback per family; first match wins."""
+    """One mapper per (API family, status group), then a fallback per family; first match wins."""
     mappers = []
     for prefixes, example_path in FAMILIES:
         for statuses, (code, message) in LOCAL_REPLIES.items():
@@ -123,7 +123,8 @@ def local_reply_mappers() -> list[dict[str, Any]]:
 def _mapper(prefixes: tuple[str, ...], example_path: str, statuses: tuple[int, ...] | None, code: str,
             message: str) -> dict[str, Any]:
     shape = for_path(example_path)
-    assert shape is not None, example_path
+    if shape is None:
+        raise LookupError(f"no shape serves {example_path}")
     body = orjson.loads(shape.error_body(statuses[0] if statuses else 500, code, message))
     return {
         "filter": {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
