@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from extproc.envoy_edge import EdgeLimits, bootstrap_settings, hcm_settings, policy_header_filter
+
 EXT_PROC = "envoy.filters.http.ext_proc"
 TYPES = "type.googleapis.com/envoy.extensions"
 
@@ -36,6 +38,7 @@ class StackPorts:
     message_timeout: str = "2s"
     buffer_limit: int = 4 * 1024 * 1024
     extproc_tls: ExtProcTls | None = None
+    edge: EdgeLimits = field(default_factory=EdgeLimits)
 
 
 def render(ports: StackPorts) -> dict:
@@ -45,6 +48,7 @@ def render(ports: StackPorts) -> dict:
             "listeners": [_listener(ports)],
             "clusters": [_extproc_cluster(ports.extproc_ports, ports.extproc_tls), _model_cluster(ports.upstream)],
         },
+        **bootstrap_settings(ports.edge),
     }
 
 
@@ -74,13 +78,13 @@ def _hcm(ports: StackPorts) -> dict:
     return {
         "@type": f"{TYPES}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "llm_ingress",
-        "stream_idle_timeout": "600s",  # reasoning models can pause for minutes
-        "request_timeout": "0s",
+        **hcm_settings(ports.edge),  # canonical paths, edge limits, local replies in the API's format
         "access_log": [_access_log()],
         "route_config": {"name": "llm", "virtual_hosts": [{
             "name": "llm", "domains": ["*"], "routes": _routes(ports.upstream),
         }]},
         "http_filters": [
+            policy_header_filter(),
             {"name": EXT_PROC, "typed_config": _ext_proc_filter(ports.message_timeout)},
             {"name": "envoy.filters.http.router",
              "typed_config": {"@type": f"{TYPES}.filters.http.router.v3.Router"}},
@@ -123,7 +127,7 @@ def _ext_proc_filter(message_timeout: str) -> dict:
 def _access_log() -> dict:
     fields = {
         "time": "%START_TIME%", "request_id": "%REQ(X-REQUEST-ID)%", "method": "%REQ(:METHOD)%",
-        "path": "%REQ(:PATH)%", "status": "%RESPONSE_CODE%", "details": "%RESPONSE_CODE_DETAILS%",
+        "path": "%PATH(NQ)%", "status": "%RESPONSE_CODE%", "details": "%RESPONSE_CODE_DETAILS%",
         "duration_ms": "%DURATION%", "policy_decision": "%DYNAMIC_METADATA(llm.policy:decision)%",
         "policy_rules": "%DYNAMIC_METADATA(llm.policy:rules)%", "model": "%DYNAMIC_METADATA(llm.policy:model)%",
     }

@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from extproc.envoy_config import ExtProcTls, StackPorts, render_yaml
+from extproc.envoy_edge import EdgeLimits
 from extproc.stack import envoy_binary, free_port, wait_for_envoy, wait_for_port
 
 
@@ -40,6 +41,7 @@ class Stack:
     service_args: tuple[str, ...] = ()  # extra `extproc serve` flags (TLS, limits, ...)
     service_env: dict[str, str] = field(default_factory=dict)
     extproc_tls: ExtProcTls | None = None  # how Envoy connects to the service
+    edge: EdgeLimits = field(default_factory=EdgeLimits)  # Envoy's timeouts and size limits
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self) -> Stack:
@@ -50,7 +52,7 @@ class Stack:
         self.listen_port, self.admin_port = free_port(), free_port()
         ports = StackPorts(listen_port=self.listen_port, admin_port=self.admin_port,
                            extproc_ports=[self.grpc_port + i for i in range(self.workers)], upstream=self.upstream_url,
-                           message_timeout=self.message_timeout, extproc_tls=self.extproc_tls)
+                           message_timeout=self.message_timeout, extproc_tls=self.extproc_tls, edge=self.edge)
         config = os.path.join(self.workdir, "envoy.yaml")
         with open(config, "w") as handle:
             handle.write(render_yaml(ports))

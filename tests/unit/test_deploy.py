@@ -394,6 +394,7 @@ def test_ollama_example_fails_closed_without_the_policy_service(tmp_path: Path) 
             assert http_call(f"{base}/healthz") == (200, b"ok\n")
             status, body = http_call(f"{base}/api/chat", CHAT)
             assert status == 503, body
+            assert json.loads(body) == {"error": "the policy service or the model server is unavailable"}  # Ollama's
             assert hits == []
             status, body = http_call(f"{base}/metrics")
             assert status == 200 and b"envoy_http_downstream_rq_total" in body
@@ -847,7 +848,8 @@ def test_renderer_json6902() -> None:
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     if not CRD_DIR.is_dir():
         pytest.skip(f"gateway CRDs not found at {CRD_DIR} (set EXTPROC_CRDS_DIR)")
-    return k8s_render.load_crd_schemas([CRD_DIR])
+    # excerpts kept in the repo for kinds ../shared/crds lacks; a full CRD there (loaded last) wins
+    return k8s_render.load_crd_schemas([REPO / "tests/schemas/crds", CRD_DIR])
 
 
 def crd_errors(obj: dict[str, Any], schemas: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
@@ -947,6 +949,13 @@ def test_crd_validation_catches_mistakes(
     eep = json.loads(json.dumps(one(rendered["envoy-gateway"], "EnvoyExtensionPolicy")))
     eep["spec"]["extProc"][0]["processingMode"]["request"]["body"] = "Everything"
     assert crd_errors(eep, crd_schemas)
+    ctp = json.loads(json.dumps(one(rendered["envoy-gateway"], "ClientTrafficPolicy")))
+    assert crd_errors(ctp, crd_schemas) == []
+    ctp["spec"]["path"]["escapedSlashesAction"] = "Reject"
+    assert crd_errors(ctp, crd_schemas)  # enum
+    listener = json.loads(json.dumps(one(rendered["kgateway"], "ListenerPolicy")))
+    listener["spec"]["default"]["httpSettings"]["localReplies"]["mappers"] *= 2
+    assert crd_errors(listener, crd_schemas)  # kgateway takes at most 16 local-reply mappers
 
 
 def test_core_validation_catches_mistakes(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -33,7 +33,7 @@ def test_rendered_bootstraps_pass_envoy_validate(tmp_path):
 def test_ext_proc_filter_is_configured_for_llm_traffic():
     config = render(StackPorts())
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    ext_proc = hcm["http_filters"][0]["typed_config"]
+    [ext_proc] = [f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ext_proc"]
     assert ext_proc["failure_mode_allow"] is False
     assert ext_proc["allow_mode_override"] is True
     assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
