@@ -21,3 +21,11 @@ class Allowance:
             return False
         self.left -= units
         return True
+
+    def charge(self, units: int) -> None:
+        """Deduct work already done (its size known only afterwards); `left` may go below zero."""
+        self.left -= units
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left <= 0
