@@ -98,6 +98,9 @@ class Settings(Strict):
         False, description="ask OpenAI-style streams for usage (stream_options.include_usage) and hide it "
         "from clients that did not ask; usage is recorded in the audit record")
     annotate_header: str = Field("x-llm-policy", pattern=r"^[a-z0-9-]+$")
+    audit_hits_per_rule: int = Field(
+        20, ge=0, description="hits of one rule written into an audit record; the rest are only counted "
+        "(`hits_omitted`)")
 
 
 def _rule_kind(value: Any) -> str | None:
