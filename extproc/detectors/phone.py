@@ -10,7 +10,7 @@ its required trunk prefix, or a date or time, is not a phone number). Numbers wi
 call prefix (00, 011) are read whatever the region.
 
 libphonenumber costs some 15-40 µs per parse, and reading a run for one region parses it once per digit
-group, so each `find` has a work allowance (256 parses, plus one per 64 characters). Runs beyond it are
+group, so each `find` has a work allowance (512 parses, plus one per 64 characters). Runs beyond it are
 judged by shape alone and reported when they hold enough digits and are no date, dotted or SSN-shaped
 number: text packed with digit groups is redacted rather than left unchecked, in time linear in its length.
 """
@@ -42,8 +42,8 @@ _DATE = compile_re2(r"(?:19|20)\d\d[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[
 _DOTTED = compile_re2(r"\d+(?:\.\d+)+")
 _SSN_SHAPE = compile_re2(r"\d{3}-\d{2}-\d{4}")
 # A unit: one parse by the matcher, some 15-40 µs. A matcher pass over a run parses it, then tries the
-# numbers inside it group by group: one unit per digit group, plus one.
-_BASE_UNITS, _CHARS_PER_UNIT = 256, 64
+# numbers inside it group by group: one unit per digit group, plus one, plus one per 16 characters scanned.
+_BASE_UNITS, _CHARS_PER_UNIT = 512, 64
 _GROUPS = str.maketrans(dict.fromkeys(_SEPARATORS + "+#ext", " "))
 _SHAPE_ONLY_SCORE = 0.5
 
@@ -104,7 +104,7 @@ class PhoneDetector(Detector):
         for region in self.params.regions:
             if (0, len(run)) in spans:
                 break  # a number filling the run leaves another region's reading nothing to add
-            if not allowance.spend(1 + len(run.translate(_GROUPS).split())):
+            if not allowance.spend(1 + len(run.translate(_GROUPS).split()) + len(run) // 16):
                 return None
             masked = _look_alikes(run) if masked is None else masked
             for match in PhoneNumberMatcher(run, region, leniency=Leniency.VALID):
