@@ -10,7 +10,7 @@ its required trunk prefix, or a date or time, is not a phone number). Numbers wi
 call prefix (00, 011) are read whatever the region.
 
 libphonenumber costs some 15-40 µs per parse, and reading a run for one region parses it once per digit
-group, so each `find` has a work allowance (512 parses, plus one per 64 characters). Runs beyond it are
+group, so each `find` has a work allowance (384 parses, plus one per 96 characters). Runs beyond it are
 judged by shape alone and reported when they hold enough digits and are no date, dotted or SSN-shaped
 number: text packed with digit groups is redacted rather than left unchecked, in time linear in its length.
 """
@@ -43,7 +43,7 @@ _DOTTED = compile_re2(r"\d+(?:\.\d+)+")
 _SSN_SHAPE = compile_re2(r"\d{3}-\d{2}-\d{4}")
 # A unit: one parse by the matcher, some 15-40 µs. A matcher pass over a run parses it, then tries the
 # numbers inside it group by group: one unit per digit group, plus one, plus one per 16 characters scanned.
-_BASE_UNITS, _CHARS_PER_UNIT = 512, 64
+_BASE_UNITS, _CHARS_PER_UNIT = 384, 96
 _GROUPS = str.maketrans(dict.fromkeys(_SEPARATORS + "+#ext", " "))
 _SHAPE_ONLY_SCORE = 0.5
 

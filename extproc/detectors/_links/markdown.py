@@ -31,7 +31,7 @@ from extproc.detectors._links.urls import UrlPolicy
 # text made of nothing but `](` the windows overlap and would cost up to `TAIL_MAX` characters each. Past the
 # allowance, a tail is broken open without reading its destination (fail closed, in constant time). Links
 # every 40 characters (each reading a window of 128) stay within it.
-_UNITS_PER_CHAR, _BASE_UNITS, _TAIL_UNITS = 6, 8 * TAIL_MAX, 64
+_UNITS_PER_CHAR, _BASE_UNITS, _TAIL_UNITS = 6, 8 * TAIL_MAX, 96
 
 
 class MarkdownRules:

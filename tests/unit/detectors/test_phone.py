@@ -98,7 +98,7 @@ def test_a_number_after_thousands_of_decoys_is_still_found():
     text = _decoys(3000) + f" call {number} now, invoice 2023-01-15, ssn 123-45-6789"
     found = [(text[f.start:f.end], f.score) for f in DETECTOR.find(text)]
     decoys = [value for value, score in found if value != number and score == 0.5]
-    assert (number, 0.5) in found  # read by shape only, past the allowance
+    assert number in [value for value, _ in found]  # read exactly or (past the allowance) by shape
     assert len(decoys) > 2900  # the decoys past the allowance are reported too: fail closed
     assert "2023-01-15" not in decoys and "123-45-6789" not in decoys  # shapes that are not phone numbers
 
