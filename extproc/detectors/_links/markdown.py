@@ -25,7 +25,6 @@ from extproc.detectors._links.html import HtmlRules
 from extproc.detectors._links.text_index import Hit, Index
 from extproc.detectors._links.urls import UrlPolicy
 
-
 # Work one `find` may spend reading destinations, in window characters: 6 per character of text plus a fixed
 # part; each tail also costs `_TAIL_UNITS` (its few RE2 calls). Every `](` scans a window after it, and in
 # text made of nothing but `](` the windows overlap and would cost up to `TAIL_MAX` characters each. Past the
