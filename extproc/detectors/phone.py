@@ -13,6 +13,7 @@ libphonenumber costs some 15-40 µs per parse, and reading a run for one region 
 group, so each `find` has a work allowance (384 parses, plus one per 96 characters). Runs beyond it are
 judged by shape alone and reported when they hold enough digits and are no date, dotted or SSN-shaped
 number: text packed with digit groups is redacted rather than left unchecked, in time linear in its length.
+Such findings score 0.5 (a rule with `min_score` above that ignores them).
 """
 
 from __future__ import annotations
