@@ -25,12 +25,12 @@ from extproc.detectors._links.html import HtmlRules
 from extproc.detectors._links.text_index import Hit, Index
 from extproc.detectors._links.urls import UrlPolicy
 
-# Work one `find` may spend reading destinations, in window characters: 6 per character of text plus a fixed
+# Work one `find` may spend reading destinations, in window characters: 4 per character of text plus a fixed
 # part; each tail also costs `_TAIL_UNITS` (its few RE2 calls). Every `](` scans a window after it, and in
 # text made of nothing but `](` the windows overlap and would cost up to `TAIL_MAX` characters each. Past the
 # allowance, a tail is broken open without reading its destination (fail closed, in constant time). Links
-# every 40 characters (each reading a window of 128) stay within it.
-_UNITS_PER_CHAR, _BASE_UNITS, _TAIL_UNITS = 6, 8 * TAIL_MAX, 96
+# every 56 characters (each reading a window of 128), or any 200 links, stay within it.
+_UNITS_PER_CHAR, _BASE_UNITS, _TAIL_UNITS = 4, 16 * TAIL_MAX, 96
 
 
 class MarkdownRules:

@@ -648,6 +648,6 @@ def test_dense_tails_past_the_allowance_are_broken_open():
 
 
 def test_link_dense_text_within_the_allowance_keeps_its_safe_links():
-    links = "".join(f"see [page {n}](https://example.com/p/{n}) " for n in range(2000))  # ~36 chars a link
+    links = "".join(f"the page numbered {n:04d}: [page {n}](https://example.com/p/{n}) " for n in range(2000))
     text = links + "[bad](https://evil.example/x)"
     assert found(DETECTOR, text) == [("unsafe_link", "[bad](https://evil.example/x)")]
