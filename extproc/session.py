@@ -129,7 +129,7 @@ class Session:
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
         if self.checks is not None:
             self.fields.update(self.checks.ctx.fields)
-        audit.emit(self.fields, self.verdict)
+        audit.emit(self.fields, self.verdict, self.settings.audit_hits_per_rule)
         if self.checks is None:
             return None
         return self.checks.finish(self.fields.get("usage") or {}, self.response_ended and "code" not in self.fields)

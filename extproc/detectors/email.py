@@ -17,7 +17,7 @@ import unicodedata
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, match_spans
 from extproc.model import Finding
 
 # RFC 5322 atext, plus the accented Latin letters of internationalised (RFC 6531) mailboxes such as
@@ -61,8 +61,7 @@ class EmailDetector(Detector):
         if "@" not in text:
             return []  # every address has one (normalisation already folded look-alike at signs)
         findings = []
-        for match in _PATTERN.finditer(text):
-            start, end = match.span()
+        for start, end in match_spans(_PATTERN, text):
             if _acceptable(text, start, end):
                 findings.append(Finding(self.name, "email", start, end))
         return findings

@@ -16,7 +16,7 @@ from stdnum import numdb
 
 from extproc.detectors import register
 from extproc.detectors.base import Detector
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, match_spans
 from extproc.model import Finding
 
 # IBAN length per country (SWIFT IBAN registry).
@@ -29,8 +29,11 @@ _LENGTHS = {
     SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30""".split()
 }
 _LONGEST = max(_LENGTHS.values())
+# A known country code at a word boundary (a head glued to a letter or digit is never at one, see
+# `_at_boundary`), so hex and identifiers yield no heads.
+_CODES = "|".join("".join(f"[{c}{c.lower()}]" for c in code) for code in sorted(_LENGTHS))  # ASCII only
+_HEAD = compile_re2(rf"\b(?:{_CODES}) ?\d{{2}}")
 _SEPARATORS = " .-"
-_HEAD = compile_re2(r"[A-Za-z]{2} ?\d{2}")
 _CLASSES = {"n": str.isdigit, "a": str.isalpha, "c": str.isalnum}
 _LAYOUT_PART = compile_re2(r"(\d+)!([nac])")  # registry notation: `4!a6!n8!n`
 
@@ -59,11 +62,10 @@ class IbanDetector(Detector):
 
     def find(self, text: str) -> list[Finding]:
         findings: list[Finding] = []
-        for head in _HEAD.finditer(text):  # heads cannot overlap one another
-            start = head.start()
+        for start, head_end in match_spans(_HEAD, text):  # heads cannot overlap one another
             if (findings and start < findings[-1].end) or not _at_boundary(text, start):
                 continue
-            end = _iban_end(text, start, head.end())
+            end = _iban_end(text, start, head_end)
             if end is not None:
                 findings.append(Finding(self.name, "iban", start, end))
         return findings

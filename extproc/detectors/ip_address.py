@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, match_spans
 from extproc.model import Finding
 
 _IPV4 = compile_re2(r"\d{1,3}(?:\.\d{1,3}){3}")
@@ -57,15 +57,14 @@ class IpAddressDetector(Detector):
 
 def _ipv4(text: str) -> list[tuple[int, int, ipaddress.IPv4Address]]:
     found = []
-    for match in _IPV4.finditer(text):
-        start, end = match.span()
+    for start, end in match_spans(_IPV4, text):
         before = text[max(0, start - 2):start].rjust(2)
         after = text[end:end + 2].ljust(2)
         if _word(before[1]) or _word(after[0]) or (before[1] == "." and before[0].isdigit()) \
                 or (after[0] == "." and after[1].isdigit()):
             continue
         try:
-            found.append((start, end, ipaddress.IPv4Address(match.group())))
+            found.append((start, end, ipaddress.IPv4Address(text[start:end])))
         except ValueError:  # an octet above 255, or a leading zero (ambiguous: octal to some parsers)
             continue
     return found
@@ -73,8 +72,8 @@ def _ipv4(text: str) -> list[tuple[int, int, ipaddress.IPv4Address]]:
 
 def _ipv6(text: str) -> list[tuple[int, int, ipaddress.IPv6Address]]:
     found = []
-    for match in _IPV6_RUN.finditer(text):
-        start, end = _trim(text, *match.span())
+    for run_start, run_end in match_spans(_IPV6_RUN, text):
+        start, end = _trim(text, run_start, run_end)
         candidate = text[start:end]
         if end - start > _IPV6_MAX or not any(c not in ":." for c in candidate) or _glued(text, start, end):
             continue

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2, search_set
+from extproc.detectors.patterns import compile_re2, match_spans, search_set
 from extproc.model import Finding
 
 _CONTEXT_WINDOW = 40
@@ -47,8 +47,14 @@ class _IdType:
         # RE2's \b knows only ASCII word characters; keywords may be Cyrillic or Thai.
         keywords = compile_re2(rf"(?:^|[^\p{{L}}\p{{N}}])(?:{self.keywords})(?:[^\p{{L}}\p{{N}}]|$)",
                                ignore_case=True) if self.keywords else None
-        return (self, compile_re2(self.pattern) if self.pattern else None,
-                compile_re2(self.contextual) if self.contextual else None, keywords)
+        return (self, _bounded(self.pattern), _bounded(self.contextual), keywords)
+
+
+def _bounded(pattern: str | None):  # type: ignore[no-untyped-def]
+    """Every pattern starts and ends with a letter or digit, and a match glued to an ASCII word character
+    is never standalone: `\\b` lets RE2 skip such matches, so a long run of digits yields no candidates
+    instead of one per pattern length."""
+    return compile_re2(rf"\b(?:{pattern})\b") if pattern else None
 
 
 # Order matters: where two types validate the same text, the earlier one names it.
@@ -161,7 +167,7 @@ class NationalIdDetector(Detector):
 def _matches(text: str, pattern) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
     if pattern is None:
         return []
-    return [match.span() for match in pattern.finditer(text) if _standalone(text, *match.span())]
+    return [(start, end) for start, end in match_spans(pattern, text) if _standalone(text, start, end)]
 
 
 def _standalone(text: str, start: int, end: int) -> bool:

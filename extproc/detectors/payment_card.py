@@ -12,10 +12,11 @@ from __future__ import annotations
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, match_spans
 from extproc.model import Finding
 
-_RUN = compile_re2(r"\d+(?:[ -]\d+)*")
+# Digit groups joined by single separators, holding at least `_MIN_DIGITS` digits: shorter runs hold no card.
+_RUN = compile_re2(r"\d(?:[ -]?\d){11,}")
 _RUN_CHARS = frozenset("0123456789 -")
 
 # (scheme, IIN prefix range low-high inclusive, compared on the first len(low) digits, allowed lengths)
@@ -79,11 +80,10 @@ class PaymentCardDetector(Detector):
 
     def find(self, text: str) -> list[Finding]:
         findings = []
-        for match in _RUN.finditer(text):
-            if not _standalone(text, *match.span()):
+        for offset, run_end in match_spans(_RUN, text):
+            if not _standalone(text, offset, run_end):
                 continue
-            offset = match.start()
-            for start, end in _cards(match.group()):
+            for start, end in _cards(text[offset:run_end]):
                 findings.append(Finding(self.name, "payment_card", offset + start, offset + end))
         return findings
 
@@ -119,6 +119,8 @@ def _cards(run: str) -> list[tuple[int, int]]:
 
 
 def _longest_card(run: str, groups: list[str], offsets: list[int], first: int) -> int | None:
+    if len(groups[first]) != 4 and not _MIN_DIGITS <= len(groups[first]) <= _MAX_DIGITS:
+        return None  # a card of several groups starts with four digits (`_grouping_ok`); one of one is long
     digits = ""
     candidates = []
     for last in range(first, len(groups)):
@@ -129,8 +131,8 @@ def _longest_card(run: str, groups: list[str], offsets: list[int], first: int) -
             candidates.append((last, digits))
     for last, digits in reversed(candidates):
         span = run[offsets[first]:offsets[last] + len(groups[last])]
-        if len(set(span) - set("0123456789")) > 1 or not _grouping_ok(groups[first:last + 1]):
+        if (" " in span and "-" in span) or not _grouping_ok(groups[first:last + 1]):
             continue
-        if luhn_valid(digits) and scheme_of(digits):
+        if scheme_of(digits) and luhn_valid(digits):
             return last
     return None

@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict
 from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import hold_run
-from extproc.detectors.patterns import compile_re2
+from extproc.detectors.patterns import compile_re2, match_spans
 from extproc.model import Finding
 
-_DASHED = compile_re2(r"\d{3}-\d{2}-\d{4}")
-_UNDELIMITED = compile_re2(r"\d{3} \d{2} \d{4}|\d{9}")
+# `\b`: a number glued to a letter or digit is never standalone, so a run of digits yields no candidates.
+_DASHED = compile_re2(r"\b\d{3}-\d{2}-\d{4}\b")
+_UNDELIMITED = compile_re2(r"\b(?:\d{3} \d{2} \d{4}|\d{9})\b")
 _KEYWORDS = compile_re2(r"\b(?:ssns?|social\s+security|soc\.?\s*sec\.?|ss\s*#|ss\s+(?:no|num|number))\b",
                         ignore_case=True)
 _CONTEXT_WINDOW = 40
@@ -46,10 +47,10 @@ class UsSsnDetector(Detector):
     max_span = 11
 
     def find(self, text: str) -> list[Finding]:
-        spans = [match.span() for match in _DASHED.finditer(text)]
+        spans = list(match_spans(_DASHED, text))
         if self.params.undelimited:
-            spans += [match.span() for match in _UNDELIMITED.finditer(text)
-                      if _KEYWORDS.search(text[max(0, match.start() - _CONTEXT_WINDOW):match.start()])]
+            spans += [(start, end) for start, end in match_spans(_UNDELIMITED, text)
+                      if _KEYWORDS.search(text[max(0, start - _CONTEXT_WINDOW):start])]
         return [Finding(self.name, "us_ssn", start, end) for start, end in sorted(spans)
                 if _standalone(text, start, end) and issuable(_digits(text[start:end]))]
 

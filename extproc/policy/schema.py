@@ -105,6 +105,9 @@ class Settings(Strict):
         "auto", description="how a stream ended by a deny tells the user: the API's error event, a last "
         "assistant text chunk then the stream's normal end (chat UIs that drop error events), or both; auto "
         "picks per API (Ollama: content; OpenAI chat/completions: both; others: error)")
+    audit_hits_per_rule: int = Field(
+        20, ge=0, description="hits of one rule written into an audit record; the rest are only counted "
+        "(`hits_omitted`)")
 
 
 def _rule_kind(value: Any) -> str | None:

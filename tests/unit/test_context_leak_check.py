@@ -318,7 +318,7 @@ CANARY_REQUEST = {"model": "m", "stream": True, "messages": [{"role": "system", 
 
 def test_the_canary_is_injected_into_the_system_prompt_and_redacted_across_chunks(monkeypatch):
     records = []
-    monkeypatch.setattr(audit, "emit", lambda fields, verdict: records.append(
+    monkeypatch.setattr(audit, "emit", lambda fields, verdict, *cap: records.append(
         orjson.dumps({**fields, "hits": [audit.hit_record(h) for h in verdict.hits]}).decode()))
     canary, doc, text, session = asyncio.run(canary_exchange(leak_policy(canary=True), CANARY_REQUEST, True, 1))
     assert canary is not None and doc["messages"][0]["content"].startswith("Be terse.\n\n")

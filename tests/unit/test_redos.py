@@ -144,3 +144,25 @@ def test_rejected_pattern_in_a_reload_keeps_the_old_policy(tmp_path):
                     '    params: {patterns: [{label: x, pattern: "(a)\\\\1"}]}\n')
     assert asyncio.run(holder.reload_if_changed()) is False
     assert holder.current is before
+
+
+PII_DETECTORS = ["phone", "email", "payment_card", "iban", "national_id", "ip_address", "us_ssn", "unsafe_links"]
+HOSTILE_PROMPTS = {
+    "digit groups": "123 456 7890 ",  # the incident: ~33 µs/char in `phone`, seconds per prompt
+    "random numbers": "+49 30 1234567 0301 234 5678 (425) 882-9090 4111-1111-1111-1111 ",
+    "markdown tails": "![x](https://evil.example/",
+}
+
+
+@pytest.mark.parametrize("unit", HOSTILE_PROMPTS.values(), ids=HOSTILE_PROMPTS)
+def test_a_255kb_hostile_prompt_through_every_pii_detector_is_fast(unit):
+    rules = "".join(f"  - {{id: {name}, detector: {name}, direction: request, action: redact}}\n"
+                    for name in PII_DETECTORS)
+    session = Session(policy("version: 1\nrules:\n" + rules))
+    session.handle(request_headers())
+    content = unit * (255_000 // len(unit))
+    started = time.thread_time()
+    reply = session.handle(request_body({"model": "m", "messages": [{"role": "user", "content": content}]}))
+    elapsed = time.thread_time() - started
+    assert reply.WhichOneof("response") == "request_body"  # redacted, not refused or failed
+    assert elapsed < BUDGET_SECONDS, f"{elapsed:.2f}s of CPU for {len(content)} characters"

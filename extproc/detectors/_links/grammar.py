@@ -100,7 +100,6 @@ DEF_PRE = compile_re2(_DEF.pre)
 AUTOLINK_PRE = compile_re2(_AUTOLINK.pre)
 HEAD_RE = compile_re2(r"\]\(" + _WS.full + "(" + _RAW.full + ")")  # what a lenient renderer would link
 DEF_HEAD_RE = compile_re2(r"\]:" + _WS.full + "(" + _RAW.full + ")")
-TAIL_START = compile_re2(r"\][(:]")
 AUTOLINK_START = compile_re2(r"<[A-Za-z][A-Za-z0-9+.\-]*:")
 MD_ESCAPE = compile_re2(r"\\([!-/:-@\[-`{-~])")
 

@@ -7,6 +7,7 @@ an opener we do not.
 
 from __future__ import annotations
 
+from extproc.detectors._allowance import Allowance
 from extproc.detectors._links.grammar import (
     AUTOLINK_START,
     DEF_HEAD_RE,
@@ -16,7 +17,6 @@ from extproc.detectors._links.grammar import (
     INLINE_PRE,
     INLINE_RE,
     TAIL_MAX,
-    TAIL_START,
     TEXT_MAX,
     URL_MAX,
     may_change,
@@ -24,6 +24,13 @@ from extproc.detectors._links.grammar import (
 from extproc.detectors._links.html import HtmlRules
 from extproc.detectors._links.text_index import Hit, Index
 from extproc.detectors._links.urls import UrlPolicy
+
+# Work one `find` may spend reading destinations, in window characters: 4 per character of text plus a fixed
+# part; each tail also costs `_TAIL_UNITS` (its few RE2 calls). Every `](` scans a window after it, and in
+# text made of nothing but `](` the windows overlap and would cost up to `TAIL_MAX` characters each. Past the
+# allowance, a tail is broken open without reading its destination (fail closed, in constant time). Links
+# every 56 characters (each reading a window of 128), or any 200 links, stay within it.
+_UNITS_PER_CHAR, _BASE_UNITS, _TAIL_UNITS = 4, 16 * TAIL_MAX, 96
 
 
 class MarkdownRules:
@@ -35,22 +42,29 @@ class MarkdownRules:
     def find(self, index: Index) -> list[Hit]:
         """Images, links and reference definitions (autolinks are `autolinks`)."""
         hits: list[Hit] = []
-        for match in TAIL_START.finditer(index.text):
-            m = match.start()
-            end, kind = self._tail_end(index, m)
+        allowance = Allowance(index.n * _UNITS_PER_CHAR, _BASE_UNITS, 1)
+        text = index.text
+        for m in index.positions("]"):  # every `](` and `]:`
+            if text[m + 1 : m + 2] not in ("(", ":"):
+                continue
+            if allowance.exhausted:  # break it open, as a tail with no opener
+                hits.append(Hit(m, m + 2, "unsafe_link", "tail"))
+                continue
+            end, kind = self._tail_end(index, m, allowance)
             if end is not None:
                 hit = self._tail_hit(index, m, end, kind)
                 if hit is not None:
                     hits.append(hit)
         return hits
 
-    def _tail_end(self, index: Index, m: int) -> tuple[int | None, str]:
+    def _tail_end(self, index: Index, m: int, allowance: Allowance) -> tuple[int | None, str]:
         """End (from the `]` at `m`) of an unsafe destination, or None; and the kind, inline or def."""
         text = index.text
-        if text[m + 1] == "(":
-            window = _window(text, m, INLINE_PRE, TAIL_MAX + 1)
-            return self._inline_tail(window, len(window) == TAIL_MAX + 1), "inline"
-        window = _window(text, m, DEF_PRE, TAIL_MAX + 1)
+        kind = "inline" if text[m + 1] == "(" else "def"
+        window = _window(text, m, INLINE_PRE if kind == "inline" else DEF_PRE, TAIL_MAX + 1)
+        allowance.charge(_TAIL_UNITS + len(window))
+        if kind == "inline":
+            return self._inline_tail(window, len(window) == TAIL_MAX + 1), kind
         full = len(window) == TAIL_MAX + 1
         at_end = m + len(window) == index.n
         # a definition ends at a line end; the end of the text counts as one

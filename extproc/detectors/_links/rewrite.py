@@ -37,7 +37,7 @@ def set_replacements(text: str, hits: list[Hit], bare: BareUrls | None) -> None:
 
 def _readable(inner: str, bare: BareUrls | None) -> str:
     """Link text or alt, its findings already replaced, without tags, brackets and (if asked) bare URLs."""
-    readable = TAG_LIKE.sub("", inner).translate(_STRIP)
+    readable = (TAG_LIKE.sub("", inner) if "<" in inner else inner).translate(_STRIP)
     if bare is not None:
         spans = [Span(h.start, h.end, "link removed") for h in bare.find(Index(readable))]
         readable = apply_spans(readable, merge_spans(spans))

@@ -83,3 +83,32 @@ def test_hold_is_the_trailing_number_run():
 def test_hold_is_sound(before, value, after, glue):
     text = " ".join(before) + glue + value + glue + " ".join(after)
     assert_hold_sound(DETECTOR, text)
+
+
+# ---- bounded work: past the per-text allowance, runs are judged by shape and still reported
+
+
+def _decoys(count: int) -> str:
+    """`count` distinct runs that are no phone number in any region yet cost libphonenumber full reads."""
+    return "; ".join(f"{n:03d}-{n % 97:03d}-{n % 89:02d}-{n % 83:02d}" for n in range(count))
+
+
+def test_a_number_after_thousands_of_decoys_is_still_found():
+    number = "(425) 882-9090"
+    text = _decoys(3000) + f" call {number} now, invoice 2023-01-15, ssn 123-45-6789"
+    found = [(text[f.start:f.end], f.score) for f in DETECTOR.find(text)]
+    decoys = [value for value, score in found if value != number and score == 0.5]
+    assert number in [value for value, _ in found]  # read exactly or (past the allowance) by shape
+    assert len(decoys) > 2900  # the decoys past the allowance are reported too: fail closed
+    assert "2023-01-15" not in decoys and "123-45-6789" not in decoys  # shapes that are not phone numbers
+
+
+def test_within_the_allowance_numbers_are_read_exactly():
+    text = _decoys(5) + " call (425) 882-9090 now"
+    assert [(text[f.start:f.end], f.score) for f in DETECTOR.find(text)] == [("(425) 882-9090", 1.0)]
+
+
+def test_one_huge_run_of_digit_groups_is_reported_whole_without_reading_it():
+    text = "see " + "123 456 7890 " * 20_000 + "end"
+    [finding] = DETECTOR.find(text)
+    assert (finding.start, finding.end, finding.score) == (4, len(text) - 4, 0.5)

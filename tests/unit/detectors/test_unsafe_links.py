@@ -636,3 +636,18 @@ def test_the_shortcuts_agree_with_the_full_scan(params):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
         assert detector.find(text) == detector.find_all(text), text
         assert detector.hold(text) == detector.hold_all(text), text
+
+
+# ---- bounded work: destination windows are read under a per-text allowance
+
+
+def test_dense_tails_past_the_allowance_are_broken_open():
+    text = "![x](https://evil.example/?q=" * 20_000
+    redacted = redact(DETECTOR, text)
+    assert "](" not in redacted and "evil.example" in redacted  # no construct left, the text stays readable
+
+
+def test_link_dense_text_within_the_allowance_keeps_its_safe_links():
+    links = "".join(f"the page numbered {n:04d}: [page {n}](https://example.com/p/{n}) " for n in range(2000))
+    text = links + "[bad](https://evil.example/x)"
+    assert found(DETECTOR, text) == [("unsafe_link", "[bad](https://evil.example/x)")]
