@@ -410,7 +410,7 @@ def test_tls_example_talks_mutual_tls_to_the_service(tmp_path: Path, tls_dir: Pa
         pytest.skip("extproc serve has no TLS options")
     listen, admin, grpc_port = _free_port(), _free_port(), _free_port()
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules: []\n")
+    policy.write_text("version: 1\nallow_empty: true\nrules: []\n")
     service = [EXTPROC, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{grpc_port}",
                "--tls-cert", str(tls_dir / "server.crt"), "--tls-key", str(tls_dir / "server.key"),
                "--tls-client-ca", str(tls_dir / "ca.crt")]  # fmt: skip

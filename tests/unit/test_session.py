@@ -34,7 +34,7 @@ def test_non_llm_path_passes_through_without_further_phases():
 def test_unknown_paths_can_be_denied_by_policy():
     policy = rules(regex_rule("r", "deny")).__class__  # placeholder to keep imports honest
     from policies import policy as compile_policy
-    strict = compile_policy("version: 1\nsettings: {unknown_paths: deny}\nrules: []\n")
+    strict = compile_policy("version: 1\nallow_empty: true\nsettings: {unknown_paths: deny}\nrules: []\n")
     reply = Session(strict).handle(request_headers(path="/admin", method="POST"))
     assert reply.immediate_response.status.code == 403
     assert orjson.loads(reply.immediate_response.body)["error"]["code"] == "unknown_path"
@@ -83,7 +83,7 @@ def test_wrong_types_get_400():
 
 def test_oversized_body_gets_413():
     from policies import policy as compile_policy
-    small = compile_policy("version: 1\nsettings: {max_request_bytes: 2048}\nrules: []\n")
+    small = compile_policy("version: 1\nallow_empty: true\nsettings: {max_request_bytes: 2048}\nrules: []\n")
     session = Session(small)
     session.handle(request_headers())
     reply = session.handle(request_body(chat("x" * 4000)))
