@@ -7,6 +7,15 @@ import sys
 
 from extproc import __version__
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr (exit 2); `--help` still shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the ext_proc gRPC service")
@@ -26,7 +35,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "0: no cap (default %(default)s)")
     p.add_argument("--digest-key-file", help="HMAC key for audit digests (re-read when it changes; "
                    "default: $EXTPROC_HMAC_KEY_FILE, else $EXTPROC_HMAC_KEY, else a random key per process)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
 
 
 def _up_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +44,12 @@ def _up_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=10000, help="port Envoy listens on (default %(default)s)")
     p.add_argument("--policy", help="policy YAML (hot-reloaded); the built-in default policy if omitted")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--service-port", type=int, default=50051,
+                   help="gRPC port of the policy service (workers: consecutive ports; default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=9090,
+                   help="Prometheus /metrics port of the service (workers: consecutive; default %(default)s)")
+    p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port (default %(default)s)")
+    p.epilog = "A port of 0 picks any free port. `up` refuses to start when one of its ports is taken."
 
 
 def _policy_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,11 +72,12 @@ def _misc_parsers(sub: argparse._SubParsersAction) -> None:
     cfg.add_argument("--extproc-port", type=int, action="append")
     cfg.add_argument("--upstream", default="http://127.0.0.1:11434")
     health = sub.add_parser("health", help="query the gRPC health service (exit 0 when SERVING)")
-    health.add_argument("--target", default="127.0.0.1:50051")
+    health.add_argument("--target", default="127.0.0.1:50051",
+                        help="HOST:PORT of the service (default %(default)s: `serve` and `up` defaults)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="extproc", description="LLM policy gateway for Envoy (ext_proc).")
+    parser = Parser(prog="extproc", description="LLM policy gateway for Envoy (ext_proc).")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)

@@ -21,11 +21,14 @@ from extproc.policy.exchange_cases import run_exchange
 from extproc.scan import evaluate_text, load
 
 
+class CasesError(ValueError):
+    """A cases file that cannot be run; the message names the file and the case."""
+
+
 def run_cases(policy_path: str, cases_path: str | None) -> int:
     cases_path = cases_path or policy_path.rsplit(".", 1)[0] + ".tests.yaml"
     policy = load(policy_path)
-    with open(cases_path, encoding="utf-8") as handle:
-        cases = (yaml.safe_load(handle) or {}).get("cases", [])
+    cases = read_cases(cases_path)
     failures = 0
     for number, case in enumerate(cases, 1):
         problem = _check(policy, case)
@@ -34,6 +37,38 @@ def run_cases(policy_path: str, cases_path: str | None) -> int:
         failures += bool(problem)
     print(f"{len(cases) - failures} passed, {failures} failed")
     return 1 if failures or not cases else 0
+
+
+def read_cases(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise CasesError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list) or not cases:
+        raise CasesError(f"{path}: expected a mapping with a non-empty `cases:` list")
+    for number, case in enumerate(cases, 1):
+        problem = _case_problem(case)
+        if problem:
+            raise CasesError(f"{path}: case {number}: {problem}")
+    return cases
+
+
+def _case_problem(case: object) -> str | None:
+    if not isinstance(case, dict):
+        return "expected a mapping with `text:` or `exchange:` and `expect:`"
+    if case.get("expect") not in ("allow", "annotate", "redact", "deny"):
+        return "`expect:` must be one of allow, annotate, redact, deny"
+    if "exchange" in case:
+        return None if isinstance(case["exchange"], dict) else "`exchange:` must be a mapping"
+    if not isinstance(case.get("text"), str):
+        return "needs a string `text:` (or an `exchange:` mapping)"
+    if case.get("direction", "request") not in ("request", "response"):
+        return "`direction:` must be request or response"
+    return None
 
 
 def _check(policy, case: dict) -> str | None:  # type: ignore[no-untyped-def]

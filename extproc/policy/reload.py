@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 from importlib import resources
 
-from extproc import logs, metrics
+from extproc import logs, metrics, shapes
 from extproc.policy.compile import CompiledPolicy, compile_policy
 from extproc.policy.load import PolicyError, load_policy_text
 
@@ -41,7 +41,8 @@ class PolicyHolder:
         self.current = compile_text(text, path or "default policy")
         self._hash = _sha(text)
         self._pending: str | None = None  # a changed content seen once, loaded if the next poll sees it again
-        metrics.set_active_policy(self.current.digest)
+        metrics.touch_alert_series(sorted(shapes.all_shapes()))
+        _publish(self.current)
 
     def _read(self) -> str:
         assert self.path is not None
@@ -79,7 +80,7 @@ class PolicyHolder:
         retired, self.current = self.current, compiled
         asyncio.get_running_loop().call_later(RETIRE_AFTER_SECONDS, _close_checks_soon, retired)
         metrics.RELOADS.labels(result="ok").inc()
-        metrics.set_active_policy(compiled.digest)
+        _publish(compiled)
         dropped = sorted(rule_ids(retired) - rule_ids(compiled))
         if dropped:
             _log.warning("policy_rules_dropped", path=self.path, rules=dropped, policy=compiled.digest[:12])
@@ -109,6 +110,11 @@ async def close_checks(policy: CompiledPolicy) -> None:
             await check.close()
         except Exception as exc:  # closing is best effort
             _log.warning("check_close_failed", check=check.name, error_type=type(exc).__name__)
+
+
+def _publish(policy: CompiledPolicy) -> None:
+    metrics.set_active_policy(policy.digest)
+    metrics.touch_rule_series([(rule.id, rule.action, rule.mode) for rule in (*policy.rules, *policy.checks)])
 
 
 def rule_ids(policy: CompiledPolicy) -> set[str]:
