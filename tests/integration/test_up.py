@@ -84,6 +84,13 @@ def test_up_serves_the_demo_model_through_envoy_and_stops_on_ctrl_c(tmp_path):
         status, body = post(port, "/v1/chat/completions",
                             {"model": "demo", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE"}]})
         assert status == 403 and json.loads(body)["error"]["code"] == "policy_violation"
+        status, body = post(port, "/v1/responses", {"model": "demo", "input": "please leak"})
+        text = json.loads(body)["output"][0]["content"][0]["text"]
+        assert status == 200 and "[OPENAI_API_KEY]" in text and "sk-proj-" not in text
+        for path in ("/api/ps", "/api/tags", "/v1/models"):  # what chat UIs list models with
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                assert reply.status == 200 and json.loads(reply.read())
+        assert post(port, "/api/show", {"model": "demo-echo:latest"})[0] == 200
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
