@@ -60,14 +60,32 @@ def read_cases(path: str) -> list[dict]:
 def _case_problem(case: object) -> str | None:
     if not isinstance(case, dict):
         return "expected a mapping with `text:` or `exchange:` and `expect:`"
-    if case.get("expect") not in ("allow", "annotate", "redact", "deny"):
-        return "`expect:` must be one of allow, annotate, redact, deny"
+    outcomes = TEXT_OUTCOMES + EXCHANGE_OUTCOMES if "exchange" in case else TEXT_OUTCOMES
+    if case.get("expect") not in outcomes:
+        return f"`expect:` must be one of {', '.join(outcomes)}"
     if "exchange" in case:
-        return None if isinstance(case["exchange"], dict) else "`exchange:` must be a mapping"
+        return _exchange_problem(case["exchange"])
     if not isinstance(case.get("text"), str):
         return "needs a string `text:` (or an `exchange:` mapping)"
     if case.get("direction", "request") not in ("request", "response"):
         return "`direction:` must be request or response"
+    return None
+
+
+TEXT_OUTCOMES = ("allow", "annotate", "redact", "deny")
+EXCHANGE_OUTCOMES = ("reject", "error")  # what the gateway answers itself: bad input (4xx), failures (5xx)
+_EXCHANGE_FIELDS = {"path": str, "headers": dict, "request": dict, "response": dict, "stream": list}
+
+
+def _exchange_problem(exchange: object) -> str | None:
+    if not isinstance(exchange, dict) or not isinstance(exchange.get("request"), dict):
+        return "`exchange:` must be a mapping with a `request:` mapping"
+    for name, kind in _EXCHANGE_FIELDS.items():
+        if name in exchange and not isinstance(exchange[name], kind):
+            return f"`exchange.{name}` must be a {'string' if kind is str else kind.__name__.replace('dict', 'mapping')}"
+    headers = exchange.get("headers", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        return "`exchange.headers` must map names to string values"
     return None
 
 

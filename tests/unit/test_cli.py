@@ -16,8 +16,8 @@ POLICY = "version: 1\nrules:\n  - {id: keys, detector: secrets}\n"
 
 
 def extproc(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "extproc", *argv], capture_output=True, text=True, cwd=ROOT,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "extproc", *argv], check=False, capture_output=True, text=True,
+                          cwd=ROOT, stdin=subprocess.DEVNULL, timeout=timeout)
 
 
 def refused(*argv: str, code: int = 1) -> str:
@@ -92,6 +92,11 @@ def test_up_refuses_any_of_its_ports_when_taken(busy_port, flag):
     ("cases:\n  - {expect: deny}\n", "case 1: needs a string `text:`"),
     ("cases:\n  - {text: hi, expect: deny, direction: sideways}\n", "`direction:` must be request or response"),
     ("cases:\n  - {exchange: [1], expect: deny}\n", "`exchange:` must be a mapping"),
+    ("cases:\n  - {exchange: {path: /v1/x}, expect: deny}\n", "with a `request:` mapping"),
+    ("cases:\n  - {exchange: {request: {}, headers: [1]}, expect: deny}\n", "`exchange.headers` must be a mapping"),
+    ("cases:\n  - {exchange: {request: {}, headers: {x: 1}}, expect: deny}\n", "to string values"),
+    ("cases:\n  - {exchange: {request: {}, path: 5}, expect: deny}\n", "`exchange.path` must be a string"),
+    ("cases:\n  - {exchange: {request: {}, stream: x}, expect: deny}\n", "`exchange.stream` must be a list"),
 ])
 def test_malformed_test_cases_are_one_line(files, cases, problem):
     (files / "c.yaml").write_text(cases)

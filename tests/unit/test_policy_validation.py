@@ -168,3 +168,17 @@ def test_a_reload_that_only_adds_rules_logs_no_drop(tmp_path):
     with structlog.testing.capture_logs() as logs:
         assert [poll(holder), poll(holder)] == [False, True]
     assert not [e for e in logs if e["event"] == "policy_rules_dropped"]
+
+
+def test_alert_series_exist_at_zero_once_a_policy_is_active(tmp_path):
+    from prometheus_client import generate_latest
+
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nrules:\n" + regex_rule("zero-series-rule", "deny", mode="monitor"))
+    PolicyHolder(str(path))
+    exposed = generate_latest().decode()
+    assert 'extproc_rule_hits_total{action="deny",mode="monitor",rule="zero-series-rule"} 0.0' in exposed
+    for line in ('extproc_policy_reloads_total{result="invalid"}', 'extproc_policy_reloads_total{result="unreadable"}',
+                 'extproc_errors_total{kind="internal"}', 'extproc_errors_total{kind="detector"}',
+                 'extproc_requests_total{decision="deny",shape="openai_chat"}'):
+        assert line in exposed, line
