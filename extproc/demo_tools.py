@@ -46,15 +46,16 @@ def _tool(tool: Any, api: str) -> tuple[str | None, dict[str, Any]]:
     """(name, parameters schema) of a tool definition in the API's format."""
     if not isinstance(tool, dict):
         return None, {}
-    inner = tool.get("function") if isinstance(tool.get("function"), dict) else tool  # chat APIs nest it
+    inner: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool  # chat APIs nest it
     schema = inner.get("input_schema" if api == "anthropic" else "parameters")
     name = inner.get("name")
     return (name if isinstance(name, str) else None), (schema if isinstance(schema, dict) else {})
 
 
 def _arguments(schema: dict[str, Any], user_text: str) -> dict[str, Any]:
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = [p for p in schema.get("required") or [] if p in properties] or list(properties)[:1]
+    properties: dict[str, Any] = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
+    listed = schema["required"] if isinstance(schema.get("required"), list) else []
+    required = [p for p in listed if p in properties] or list(properties)[:1]
     out: dict[str, Any] = {}
     for name in required:
         kind = properties[name].get("type") if isinstance(properties[name], dict) else None
@@ -65,11 +66,11 @@ def _arguments(schema: dict[str, Any], user_text: str) -> dict[str, Any]:
 def _answers_a_call(body: dict[str, Any], api: str) -> bool:
     """True when the conversation ends with a tool's result: the model then answers in text."""
     items = body.get("input" if api == "responses" else "messages")
-    last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
+    last: dict[str, Any] = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
     if api == "responses":
         return last.get("type") == "function_call_output"
     if api == "anthropic":
-        blocks = last.get("content") if isinstance(last.get("content"), list) else []
+        blocks: list[Any] = last["content"] if isinstance(last.get("content"), list) else []
         return any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks)
     return last.get("role") == "tool"
 

@@ -130,7 +130,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     user = last_user_text(body.get("messages"))
     r = make_reply(body, user)
     call = demo_tools.requested_call(body, "anthropic", user)
-    message = {"id": f"msg_{r.ident}", "type": "message", "role": "assistant", "model": r.model}
+    message: dict[str, Any] = {"id": f"msg_{r.ident}", "type": "message", "role": "assistant", "model": r.model}
     content = demo_tools.anthropic_block(call) if call else {"type": "text", "text": r.text}
     message.update(content=[content], stop_reason="tool_use" if call else "end_turn", stop_sequence=None)
     message["usage"] = {"input_tokens": r.prompt_tokens, "output_tokens": r.completion_tokens}

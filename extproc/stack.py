@@ -61,7 +61,8 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StackError(f"{' '.join(map(str, proc.args[1:4]))} exited with code {proc.returncode} during start-up")
+            argv = [str(arg) for arg in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
+            raise StackError(f"{' '.join(argv[1:4])} exited with code {proc.returncode} during start-up")
         try:
             with socket.create_connection((HOST, port), timeout=0.2):
                 return

@@ -27,7 +27,7 @@ def load_policy_text(text: str, source: str = "<policy>") -> LoadedPolicy:
     node, data = _parse(text, source)
     _check_rule_kinds(data, node, source)
     try:
-        model = policy_model().model_validate(data)
+        model: Any = policy_model().model_validate(data)
     except ValidationError as exc:
         raise PolicyError(_describe(exc, node, source)) from None
     _check_unique_ids(model, node, source)

@@ -17,7 +17,7 @@ import hashlib
 from importlib import resources
 
 from extproc import logs, metrics, shapes
-from extproc.policy.compile import CompiledPolicy, compile_policy
+from extproc.policy.compile import CompiledCheck, CompiledPolicy, CompiledRule, compile_policy
 from extproc.policy.load import PolicyError, load_policy_text
 
 _log = logs.get("extproc.policy")
@@ -114,7 +114,8 @@ async def close_checks(policy: CompiledPolicy) -> None:
 
 def _publish(policy: CompiledPolicy) -> None:
     metrics.set_active_policy(policy.digest)
-    metrics.touch_rule_series([(rule.id, rule.action, rule.mode) for rule in (*policy.rules, *policy.checks)])
+    rules: list[CompiledRule | CompiledCheck] = [*policy.rules, *policy.checks]
+    metrics.touch_rule_series([(rule.id, rule.action, rule.mode) for rule in rules])
 
 
 def rule_ids(policy: CompiledPolicy) -> set[str]:
