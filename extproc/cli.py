@@ -69,8 +69,8 @@ def _check_serve(args: argparse.Namespace) -> None:
         if not sep or not port.isdigit() or int(port) > 65535:
             raise CliError(f"{flag}: expected HOST:PORT, got {listen!r}")
         first = int(port)
-        count = 1 if args.reuse_port else args.workers
-        for number in range(first, first + count) if first else ():
+        shared = args.reuse_port and flag == "--listen"  # workers share it on purpose (SO_REUSEPORT)
+        for number in range(first, first + args.workers) if first and not shared else ():
             if port_taken(number, host.strip("[]") or "0.0.0.0"):
                 raise CliError(f"{flag}: port {number} is already in use")
 

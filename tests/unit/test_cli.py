@@ -120,3 +120,18 @@ def test_health_default_target_is_where_serve_and_up_listen():
     health = parser.parse_args(["health"]).target
     assert health == parser.parse_args(["serve"]).listen
     assert health == f"127.0.0.1:{parser.parse_args(['up']).service_port}"
+
+
+def test_serve_workers_sharing_a_port_with_reuse_port_are_not_refused():
+    from argparse import Namespace
+
+    from extproc.cli import CliError, _check_serve
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a sibling worker binds it
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        listen = f"127.0.0.1:{sock.getsockname()[1]}"
+        _check_serve(Namespace(workers=2, listen=listen, metrics_listen=None, reuse_port=True))
+        with pytest.raises(CliError, match="already in use"):
+            _check_serve(Namespace(workers=2, listen=listen, metrics_listen=None, reuse_port=False))
