@@ -67,6 +67,18 @@ def test_bad_log_level_is_a_usage_error():
     assert "Traceback" not in extproc("serve", "--log-level", "WARNING", "--listen", "nonsense").stderr
 
 
+@pytest.mark.parametrize(("argv", "problem"), [
+    (["up", "--port", "70000"], "expected a port number 0-65535, got '70000'"),
+    (["up", "--admin-port", "-1"], "expected a port number"),
+    (["up", "--upstream", "http://x:99999"], "Port out of range"),
+    (["up", "--upstream", "localhost:11434"], "expected http(s)://HOST[:PORT]"),
+    (["envoy-config", "--upstream", "notaurl"], "expected http(s)://HOST[:PORT]"),
+    (["envoy-config", "--extproc-port", "x"], "expected a port number"),
+])
+def test_bad_ports_and_urls_are_usage_errors(argv, problem):
+    assert problem in refused(*argv, code=2)
+
+
 @pytest.mark.parametrize("argv", [
     ["serve", "--listen", "127.0.0.1:{port}"],
     ["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:{port}"],
