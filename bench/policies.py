@@ -14,7 +14,7 @@ from extproc import detectors
 from extproc.policy.load import PolicyError
 from extproc.policy.reload import compile_text, default_policy_text
 
-NONE_POLICY = "version: 1\nrules: []\n"
+NONE_POLICY = "version: 1\nallow_empty: true\nrules: []\n"
 
 # Stand-in for the `secrets` detector: the formats the leak check plants, as RE2 with bounded lengths.
 SECRET_PATTERNS = [

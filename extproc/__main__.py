@@ -7,6 +7,34 @@ import sys
 
 from extproc import __version__
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
+    return int(value)
+
+
+def upstream_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected http(s)://HOST[:PORT], got {value!r}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr (exit 2); `--help` still shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the ext_proc gRPC service")
@@ -26,15 +54,21 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "0: no cap (default %(default)s)")
     p.add_argument("--digest-key-file", help="HMAC key for audit digests (re-read when it changes; "
                    "default: $EXTPROC_HMAC_KEY_FILE, else $EXTPROC_HMAC_KEY, else a random key per process)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
 
 
 def _up_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the local stack: Envoy + this service + a model upstream")
-    p.add_argument("--upstream", help="model server URL (default: a built-in demo model server)")
-    p.add_argument("--port", type=int, default=10000, help="port Envoy listens on (default %(default)s)")
+    p.add_argument("--upstream", type=upstream_url, help="model server URL (default: a built-in demo model server)")
+    p.add_argument("--port", type=port, default=10000, help="port Envoy listens on (default %(default)s)")
     p.add_argument("--policy", help="policy YAML (hot-reloaded); the built-in default policy if omitted")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--service-port", type=port, default=50051,
+                   help="gRPC port of the policy service (workers: consecutive ports; default %(default)s)")
+    p.add_argument("--metrics-port", type=port, default=9090,
+                   help="Prometheus /metrics port of the service (workers: consecutive; default %(default)s)")
+    p.add_argument("--admin-port", type=port, default=9901, help="Envoy admin port (default %(default)s)")
+    p.epilog = "A port of 0 picks any free port. `up` refuses to start when one of its ports is taken."
 
 
 def _policy_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,15 +87,16 @@ def _misc_parsers(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--policy")
     scan.add_argument("--direction", choices=["request", "response"], default="request")
     cfg = sub.add_parser("envoy-config", help="print the Envoy bootstrap used by `up`")
-    cfg.add_argument("--port", type=int, default=10000)
-    cfg.add_argument("--extproc-port", type=int, action="append")
-    cfg.add_argument("--upstream", default="http://127.0.0.1:11434")
+    cfg.add_argument("--port", type=port, default=10000)
+    cfg.add_argument("--extproc-port", type=port, action="append")
+    cfg.add_argument("--upstream", type=upstream_url, default="http://127.0.0.1:11434")
     health = sub.add_parser("health", help="query the gRPC health service (exit 0 when SERVING)")
-    health.add_argument("--target", default="127.0.0.1:50051")
+    health.add_argument("--target", default="127.0.0.1:50051",
+                        help="HOST:PORT of the service (default %(default)s: `serve` and `up` defaults)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="extproc", description="LLM policy gateway for Envoy (ext_proc).")
+    parser = Parser(prog="extproc", description="LLM policy gateway for Envoy (ext_proc).")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)

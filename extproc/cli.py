@@ -11,16 +11,38 @@ import orjson
 from extproc import logs
 
 
+class CliError(Exception):
+    """Bad input found before anything started; one line for the terminal."""
+
+
 def run(args: argparse.Namespace) -> int:
+    """Run a subcommand; bad input (files, ports, policies, cases) is reported in one line, never a traceback."""
+    from extproc.policy.cases import CasesError
+    from extproc.policy.load import PolicyError
+    from extproc.stack import StackError
+
     handler = {"serve": _serve, "up": _up, "policy": _policy, "scan": _scan, "envoy-config": _envoy_config,
                "health": _health}[args.command]
-    return handler(args)
+    try:
+        return handler(args)
+    except (CliError, PolicyError, StackError, CasesError, OSError) as exc:
+        command = " ".join(filter(None, (args.command, getattr(args, "policy_command", None))))
+        print(f"extproc {command}: {describe(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from extproc.policy.load import PolicyError
     from extproc.server import ServeOptions, serve
 
+    _check_serve(args)
     logs.configure(args.log_level)
     if args.workers > 1:
         from extproc.workers import run_workers
@@ -30,12 +52,27 @@ def _serve(args: argparse.Namespace) -> int:
                            drain_seconds=args.drain_seconds, reuse_port=args.reuse_port, tls_cert=args.tls_cert,
                            tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                            digest_key_file=args.digest_key_file, max_streams=args.max_streams)
-    try:
-        asyncio.run(serve(options))
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    asyncio.run(serve(options))
     return 0
+
+
+def _check_serve(args: argparse.Namespace) -> None:
+    """Refuse what would fail later with a traceback from grpc or the metrics server."""
+    from extproc.stack import port_taken
+
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    for flag, listen in (("--listen", args.listen), ("--metrics-listen", args.metrics_listen)):
+        if listen is None:
+            continue
+        host, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise CliError(f"{flag}: expected HOST:PORT, got {listen!r}")
+        first = int(port)
+        shared = args.reuse_port and flag == "--listen"  # workers share it on purpose (SO_REUSEPORT)
+        for number in range(first, first + args.workers) if first and not shared else ():
+            if port_taken(number, host.strip("[]") or "0.0.0.0"):
+                raise CliError(f"{flag}: port {number} is already in use")
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -45,8 +82,6 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from extproc.policy.load import PolicyError
-
     if args.policy_command == "schema":
         from extproc.policy.schema import json_schema
 
@@ -59,12 +94,8 @@ def _policy(args: argparse.Namespace) -> int:
         return run_cases(args.path, args.cases)
     from extproc.policy.reload import compile_text
 
-    try:
-        with open(args.path, encoding="utf-8") as handle:
-            policy = compile_text(handle.read(), args.path)
-    except (PolicyError, OSError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    with open(args.path, encoding="utf-8") as handle:
+        policy = compile_text(handle.read(), args.path)
     print(f"{args.path}: OK ({len(policy.rules) + len(policy.checks)} rules, digest {policy.digest[:12]})")
     return 0
 

@@ -10,6 +10,9 @@ OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 NONE, STREAMED, BUFFERED = pb.ProcessingMode.NONE, pb.ProcessingMode.STREAMED, pb.ProcessingMode.BUFFERED
 SKIP = pb.ProcessingMode.SKIP
 METADATA_NAMESPACE = "llm.policy"
+# The official OpenAI and Anthropic SDKs retry a 429 after its retry-after, however long (the anthropic SDK
+# was measured sleeping 1,832 s); `x-should-retry: false` makes them raise at once instead.
+LONG_RETRY_SECONDS = 60
 
 Headers = list[tuple[str, str]]
 
@@ -78,7 +81,7 @@ def immediate_reply(status: int, body: bytes, *, content_type: str = "applicatio
     immediate.status.code = status
     immediate.body = body
     immediate.details = details.replace(" ", "_")
-    for key, value in [("content-type", content_type), *set_headers]:
+    for key, value in [("content-type", content_type), *set_headers, *retry_advice(set_headers)]:
         option = immediate.headers.set_headers.add()
         option.header.key = key
         option.header.raw_value = value.encode()
@@ -86,6 +89,12 @@ def immediate_reply(status: int, body: bytes, *, content_type: str = "applicatio
     if metadata:
         _set_metadata(reply, metadata)
     return reply
+
+
+def retry_advice(headers: Headers) -> Headers:
+    """`x-should-retry: false` when the reply asks the client to wait longer than a minute."""
+    waits = [value for key, value in headers if key.lower() == "retry-after" and value.isdigit()]
+    return [("x-should-retry", "false")] if waits and int(waits[0]) > LONG_RETRY_SECONDS else []
 
 
 def response_mode(body_mode: int, header_mode: int | None = None) -> pb.ProcessingMode:

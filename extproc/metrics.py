@@ -48,6 +48,29 @@ def serve_metrics(listen: str) -> None:
     start_http_server(int(port), addr=host or "0.0.0.0")
 
 
+# Series that alerts divide or rate over exist from the start at 0, so `increase(...)` sees the first event
+# and "no denials yet" reads 0 rather than "no data".
+RELOAD_RESULTS = ("ok", "invalid", "unreadable")
+ERROR_KINDS = ("internal", "detector", "check", "response_not_json", "digest_key_unreadable", "model_digest_source")
+ALERT_DECISIONS = ("deny", "error", "reject")
+
+
+def touch_alert_series(shapes: list[str]) -> None:
+    for result in RELOAD_RESULTS:
+        RELOADS.labels(result=result)
+    for kind in ERROR_KINDS:
+        ERRORS.labels(kind=kind)
+    for shape in [*shapes, "none"]:
+        for decision in ALERT_DECISIONS:
+            REQUESTS.labels(shape=shape, decision=decision)
+
+
+def touch_rule_series(rules: list[tuple[str, str, str]]) -> None:
+    """Each rule's hit counter at 0 once the rule is active: (id, action, mode) per rule."""
+    for rule, action, mode in rules:
+        RULE_HITS.labels(rule=rule, action=action, mode=mode)
+
+
 def set_active_policy(digest: str) -> None:
     POLICY_INFO.clear()
     POLICY_INFO.labels(digest=digest[:12]).set(1)

@@ -21,11 +21,14 @@ from extproc.policy.exchange_cases import run_exchange
 from extproc.scan import evaluate_text, load
 
 
+class CasesError(ValueError):
+    """A cases file that cannot be run; the message names the file and the case."""
+
+
 def run_cases(policy_path: str, cases_path: str | None) -> int:
     cases_path = cases_path or policy_path.rsplit(".", 1)[0] + ".tests.yaml"
     policy = load(policy_path)
-    with open(cases_path, encoding="utf-8") as handle:
-        cases = (yaml.safe_load(handle) or {}).get("cases", [])
+    cases = read_cases(cases_path)
     failures = 0
     for number, case in enumerate(cases, 1):
         problem = _check(policy, case)
@@ -34,6 +37,56 @@ def run_cases(policy_path: str, cases_path: str | None) -> int:
         failures += bool(problem)
     print(f"{len(cases) - failures} passed, {failures} failed")
     return 1 if failures or not cases else 0
+
+
+def read_cases(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise CasesError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list) or not cases:
+        raise CasesError(f"{path}: expected a mapping with a non-empty `cases:` list")
+    for number, case in enumerate(cases, 1):
+        problem = _case_problem(case)
+        if problem:
+            raise CasesError(f"{path}: case {number}: {problem}")
+    return cases
+
+
+def _case_problem(case: object) -> str | None:
+    if not isinstance(case, dict):
+        return "expected a mapping with `text:` or `exchange:` and `expect:`"
+    outcomes = TEXT_OUTCOMES + EXCHANGE_OUTCOMES if "exchange" in case else TEXT_OUTCOMES
+    if case.get("expect") not in outcomes:
+        return f"`expect:` must be one of {', '.join(outcomes)}"
+    if "exchange" in case:
+        return _exchange_problem(case["exchange"])
+    if not isinstance(case.get("text"), str):
+        return "needs a string `text:` (or an `exchange:` mapping)"
+    if case.get("direction", "request") not in ("request", "response"):
+        return "`direction:` must be request or response"
+    return None
+
+
+TEXT_OUTCOMES = ("allow", "annotate", "redact", "deny")
+EXCHANGE_OUTCOMES = ("reject", "error")  # what the gateway answers itself: bad input (4xx), failures (5xx)
+_EXCHANGE_FIELDS = {"path": str, "headers": dict, "request": dict, "response": dict, "stream": list}
+
+
+def _exchange_problem(exchange: object) -> str | None:
+    if not isinstance(exchange, dict) or not isinstance(exchange.get("request"), dict):
+        return "`exchange:` must be a mapping with a `request:` mapping"
+    for name, kind in _EXCHANGE_FIELDS.items():
+        if name in exchange and not isinstance(exchange[name], kind):
+            return f"`exchange.{name}` must be a {'string' if kind is str else kind.__name__.replace('dict', 'mapping')}"
+    headers = exchange.get("headers", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        return "`exchange.headers` must map names to string values"
+    return None
 
 
 def _check(policy, case: dict) -> str | None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,10 @@
 """Hot reload: poll the policy file's content hash, compile a changed file off the event loop, swap the
 compiled policy atomically, keep the last good one when the new file is invalid.
 
+A changed file is loaded only once two polls in a row read the same content, so a write in progress (a file
+rewritten in place, read while truncated) is never loaded. A reload that would leave no rules at all is
+rejected like an invalid file (a restart is needed to run an empty policy); one that removes rules logs them.
+
 Polling the path (not inotify on the file) follows Kubernetes ConfigMap updates, which swap a `..data`
 symlink rather than writing the file in place. Sessions take `holder.current` once at stream start, so
 in-flight exchanges keep the policy they started with.
@@ -12,8 +16,8 @@ import asyncio
 import hashlib
 from importlib import resources
 
-from extproc import logs, metrics
-from extproc.policy.compile import CompiledPolicy, compile_policy
+from extproc import logs, metrics, shapes
+from extproc.policy.compile import CompiledCheck, CompiledPolicy, CompiledRule, compile_policy
 from extproc.policy.load import PolicyError, load_policy_text
 
 _log = logs.get("extproc.policy")
@@ -36,7 +40,9 @@ class PolicyHolder:
         text = self._read() if path else default_policy_text()
         self.current = compile_text(text, path or "default policy")
         self._hash = _sha(text)
-        metrics.set_active_policy(self.current.digest)
+        self._pending: str | None = None  # a changed content seen once, loaded if the next poll sees it again
+        metrics.touch_alert_series(sorted(shapes.all_shapes()))
+        _publish(self.current)
 
     def _read(self) -> str:
         assert self.path is not None
@@ -44,7 +50,8 @@ class PolicyHolder:
             return handle.read()
 
     async def reload_if_changed(self) -> bool:
-        """Reload when the file content changed; True if a new policy became active."""
+        """One poll: reload when the content changed and has stayed the same since the previous poll; True if
+        a new policy became active."""
         try:
             text = self._read()
         except OSError as exc:
@@ -53,20 +60,31 @@ class PolicyHolder:
             return False
         digest = _sha(text)
         if digest == self._hash:
+            self._pending = None
             return False
-        self._hash = digest
+        if digest != self._pending:
+            self._pending = digest  # changed since the last poll: maybe a write in progress; wait for one more
+            return False
+        self._hash, self._pending = digest, None
         try:
             compiled = await asyncio.to_thread(compile_text, text, self.path or "")
+            _refuse_dropping_everything(self.current, compiled, self.path or "")
         except PolicyError as exc:
             metrics.RELOADS.labels(result="invalid").inc()
             _log.error("policy_reload_rejected", path=self.path, error=str(exc), kept=self.current.digest[:12])
             return False
+        self._activate(compiled)
+        return True
+
+    def _activate(self, compiled: CompiledPolicy) -> None:
         retired, self.current = self.current, compiled
         asyncio.get_running_loop().call_later(RETIRE_AFTER_SECONDS, _close_checks_soon, retired)
         metrics.RELOADS.labels(result="ok").inc()
-        metrics.set_active_policy(compiled.digest)
+        _publish(compiled)
+        dropped = sorted(rule_ids(retired) - rule_ids(compiled))
+        if dropped:
+            _log.warning("policy_rules_dropped", path=self.path, rules=dropped, policy=compiled.digest[:12])
         _log.info("policy_reloaded", path=self.path, policy=compiled.digest[:12], rules=len(compiled.rules))
-        return True
 
     async def watch(self, interval: float = 1.0) -> None:
         if not self.path:
@@ -92,6 +110,22 @@ async def close_checks(policy: CompiledPolicy) -> None:
             await check.close()
         except Exception as exc:  # closing is best effort
             _log.warning("check_close_failed", check=check.name, error_type=type(exc).__name__)
+
+
+def _publish(policy: CompiledPolicy) -> None:
+    metrics.set_active_policy(policy.digest)
+    rules: list[CompiledRule | CompiledCheck] = [*policy.rules, *policy.checks]
+    metrics.touch_rule_series([(rule.id, rule.action, rule.mode) for rule in rules])
+
+
+def rule_ids(policy: CompiledPolicy) -> set[str]:
+    return {rule.id for rule in policy.rules} | {check.id for check in policy.checks}
+
+
+def _refuse_dropping_everything(active: CompiledPolicy, new: CompiledPolicy, source: str) -> None:
+    if rule_ids(active) and not rule_ids(new):
+        raise PolicyError(f"{source}: the new policy has no rules and would drop all {len(rule_ids(active))} "
+                          "active rules; restart the service to run an empty policy")
 
 
 def _sha(text: str) -> str:

@@ -3,17 +3,43 @@ the detector registry, so adding a detector adds its params to the schema with n
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
-from extproc import checks, detectors
+from extproc import checks, detectors, shapes
 
 Action = Literal["deny", "redact", "annotate"]
 Mode = Literal["enforce", "monitor"]
 OnError = Literal["fail_closed", "fail_open"]
 Direction = Literal["request", "response", "both"]
+
+
+# Message roles the shapes pass to rules: a rule naming another role would silently never match.
+KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def did_you_mean(value: str, known: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest known name, or an empty string."""
+    close = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _one_of(kind: str, known: Callable[[], Iterable[str]]) -> AfterValidator:
+    def check(value: str) -> str:
+        names = sorted(known())
+        if value not in names:
+            raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, names)}; known: {', '.join(names)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Role = Annotated[str, _one_of("role", lambda: KNOWN_ROLES)]
+ShapeName = Annotated[str, _one_of("shape", lambda: shapes.all_shapes())]
 
 
 class Strict(BaseModel):
@@ -25,11 +51,11 @@ class Match(Strict):
 
     paths: list[str] = Field(default_factory=list, description="glob patterns on the request path")
     models: list[str] = Field(default_factory=list, description="glob patterns on the requested model")
-    shapes: list[str] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
+    shapes: list[ShapeName] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
     headers: dict[str, list[str]] = Field(
         default_factory=dict, description="header name -> glob patterns (e.g. a tenant header)"
     )
-    roles: list[str] = Field(
+    roles: list[Role] = Field(
         default_factory=list, description="message roles scanned (user, system, tool, assistant, ...)"
     )
 
@@ -60,7 +86,7 @@ class CheckMatch(Strict):
 
     paths: list[str] = Field(default_factory=list, description="glob patterns on the request path")
     models: list[str] = Field(default_factory=list, description="glob patterns on the requested model")
-    shapes: list[str] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
+    shapes: list[ShapeName] = Field(default_factory=list, description="API shapes, e.g. openai_chat, ollama_chat")
     headers: dict[str, list[str]] = Field(
         default_factory=dict, description="header name -> glob patterns (e.g. a tenant header)"
     )
@@ -147,7 +173,8 @@ def policy_model() -> type[BaseModel]:
     return create_model(
         "Policy",
         __base__=Strict,
-        version=(Literal[1], 1),
+        version=(Literal[1], Field(description="required: a file without it is refused (truncated or not ours)")),
+        allow_empty=(bool, Field(False, description="a policy with no rules is refused unless this is true")),
         settings=(Settings, Field(default_factory=Settings)),
         rules=(list[rule_model()], Field(default_factory=list)),  # type: ignore[misc]
     )

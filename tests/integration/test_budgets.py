@@ -93,6 +93,8 @@ def test_a_budget_used_through_one_replica_is_refused_by_the_other(stacks, upstr
     refused = second.post("/v1/chat/completions", chat(600), {**headers, "x-request-id": "budget-refused"})
     assert refused.status == 429
     assert 0 < int(refused.headers["retry-after"]) <= 86400
+    long_wait = int(refused.headers["retry-after"]) > 60  # a day window: almost always; SDKs must not sleep it
+    assert refused.headers.get("x-should-retry") == ("false" if long_wait else None)
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert second.audit_for("budget-refused")["code"] == "budget_exceeded"

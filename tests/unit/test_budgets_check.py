@@ -297,3 +297,13 @@ def test_an_unreachable_redis_follows_the_rules_on_error():
     closed = drive(budget_policy(params, on_error="fail_closed"), chat(40, max_tokens=50), BEARER)
     assert closed.status == 503
     assert orjson.loads(closed.request_reply.immediate_response.body)["error"]["code"] == "policy_error"
+
+
+@pytest.mark.parametrize(("seconds_to_boundary", "should_retry"), [(600, "false"), (61, "false"), (60, None),
+                                                                    (30, None)])
+def test_a_retry_after_over_a_minute_tells_sdks_not_to_retry(seconds_to_boundary, should_retry):
+    budgets.clock = lambda: NOW + 600 - seconds_to_boundary  # the hour ends in `seconds_to_boundary` s
+    drive(HOURLY_200, chat(40, max_tokens=50), BEARER, chunks=usage_json(100, 80))
+    headers = set_headers(drive(HOURLY_200, chat(40, max_tokens=50), BEARER).request_reply.immediate_response.headers)
+    assert headers["retry-after"] == str(seconds_to_boundary)
+    assert headers.get("x-should-retry") == should_retry

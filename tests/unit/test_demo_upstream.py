@@ -297,3 +297,140 @@ def test_module_entry_point_serves_and_stops_on_sigterm():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+# ---- what chat UIs call besides chat ---------------------------------------------------------------------------
+def test_ollama_ps_lists_the_loaded_model_like_tags():
+    loaded = get_json("/api/ps")["models"]
+    tagged = get_json("/api/tags")["models"]
+    assert [m["name"] for m in loaded] == [m["name"] for m in tagged]
+    assert loaded[0]["digest"] == tagged[0]["digest"] and "expires_at" in loaded[0] and "size_vram" in loaded[0]
+
+
+def test_ollama_show_describes_a_model_and_refuses_a_request_without_one():
+    status, ctype, chunks = post("/api/show", {"model": "demo-echo:latest"})
+    card = orjson.loads(b"".join(chunks))
+    assert (status, ctype) == (200, "application/json")
+    assert card["details"]["family"] == "demo" and "tools" in card["capabilities"] and card["model_info"]
+    status, _, chunks = post("/api/show", {})
+    assert status == 400 and orjson.loads(b"".join(chunks))["error"] == "model is required"
+
+
+def with_sdk(scenario):
+    """Run `scenario(base_url)` against a demo server started in-process (for the official async SDKs)."""
+
+    async def main():
+        runner = await start_demo_upstream("127.0.0.1", 0, chunk_delay_ms=0)
+        try:
+            return await scenario(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        finally:
+            await stop_demo_upstream(runner)
+
+    return asyncio.run(main())
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"unit": {"type": "string"}, "city": {"type": "string"},
+                                     "days": {"type": "integer"}}, "required": ["city", "days"]}}}
+
+
+def test_responses_api_through_the_openai_sdk_plain_and_streamed():
+    openai = pytest.importorskip("openai")
+
+    async def scenario(base):
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="demo", max_retries=0)
+        plain = await client.responses.create(model="demo", input="hello there", instructions="be brief")
+        async with client.responses.stream(model="demo", input=[USER]) as stream:
+            deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+            final = await stream.get_final_response()
+        return plain, deltas, final
+
+    plain, deltas, final = with_sdk(scenario)
+    assert plain.status == "completed" and plain.output_text == "Echo: hello there"
+    assert plain.usage.total_tokens == plain.usage.input_tokens + plain.usage.output_tokens > 0
+    assert len(deltas) >= 3 and "".join(deltas) == final.output_text == "Echo: hello there"
+
+
+def test_responses_stream_events_are_numbered_and_leak_text_is_split():
+    status, ctype, chunks = post("/v1/responses", {"input": "please leak", "stream": True})
+    events = sse_events(chunks)
+    data = [orjson.loads(d) for _, d in events]
+    assert (status, ctype) == (200, "text/event-stream")
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    assert all(name == d["type"] for (name, _), d in zip(events, data))
+    assert data[0]["type"] == "response.created" and data[-1]["type"] == "response.completed"
+    deltas = [d["delta"] for d in data if d["type"] == "response.output_text.delta"]
+    assert KEY.search("".join(deltas)) and not any(KEY.search(p) for p in deltas)
+
+
+def test_openai_chat_tool_call_through_the_sdk_plain_and_streamed():
+    openai = pytest.importorskip("openai")
+    messages = [{"role": "user", "content": "Paris"}]
+
+    async def scenario(base):
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="demo", max_retries=0)
+        plain = await client.chat.completions.create(model="demo", messages=messages, tools=[WEATHER])
+        async with client.chat.completions.stream(model="demo", messages=messages, tools=[WEATHER]) as stream:
+            final = await stream.get_final_completion()
+        call = plain.choices[0].message.tool_calls[0]
+        answered = [*messages, {"role": "assistant", "tool_calls": [call.model_dump()]},
+                    {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+        after = await client.chat.completions.create(model="demo", messages=answered, tools=[WEATHER])
+        return plain, final, after
+
+    plain, final, after = with_sdk(scenario)
+    for choice in (plain.choices[0], final.choices[0]):
+        call = choice.message.tool_calls[0]
+        assert choice.finish_reason == "tool_calls" and call.function.name == "get_weather"
+        assert orjson.loads(call.function.arguments) == {"city": "Paris", "days": 1}
+    assert after.choices[0].message.tool_calls is None and after.choices[0].finish_reason == "stop"
+
+
+def test_no_tool_call_when_tool_choice_is_none_or_no_tools():
+    for extra in ({"tools": [WEATHER], "tool_choice": "none"}, {"tools": []}, {}):
+        _, _, chunks = post("/v1/chat/completions", {"messages": [USER], **extra})
+        assert orjson.loads(b"".join(chunks))["choices"][0]["message"]["content"] == "Echo: hello there"
+
+
+def test_responses_tool_call_through_the_openai_sdk():
+    openai = pytest.importorskip("openai")
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object",
+                                                                 "properties": {"query": {"type": "string"}}}}
+
+    async def scenario(base):
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="demo", max_retries=0)
+        async with client.responses.stream(model="demo", input="find sk", tools=[tool]) as stream:
+            final = await stream.get_final_response()
+        call = final.output[0]
+        result = {"type": "function_call_output", "call_id": call.call_id, "output": "found"}
+        after = await client.responses.create(model="demo", input=["find sk", result], tools=[tool])
+        return call, after
+
+    call, after = with_sdk(scenario)
+    assert (call.type, call.name, orjson.loads(call.arguments)) == ("function_call", "lookup", {"query": "find sk"})
+    assert after.output[0].type == "message"
+
+
+def test_anthropic_tool_use_through_the_sdk_streamed():
+    anthropic = pytest.importorskip("anthropic")
+    tool = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+
+    async def scenario(base):
+        client = anthropic.AsyncAnthropic(base_url=base, api_key="demo", max_retries=0)
+        async with client.messages.stream(model="demo", max_tokens=64, messages=[USER], tools=[tool]) as stream:
+            return await stream.get_final_message()
+
+    message = with_sdk(scenario)
+    block = message.content[0]
+    assert message.stop_reason == "tool_use" and block.type == "tool_use"
+    assert (block.name, block.input) == ("get_weather", {"city": "hello there", "days": 1})
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ollama_chat_tool_call_comes_whole(stream):
+    payload = {"model": "demo", "messages": [USER], "tools": [WEATHER], "stream": stream}
+    _, _, chunks = post("/api/chat", payload)
+    lines = [orjson.loads(line) for line in b"".join(chunks).splitlines()]
+    calls = [c for line in lines for c in line["message"].get("tool_calls", [])]
+    assert calls == [{"function": {"name": "get_weather", "arguments": {"city": "hello there", "days": 1}}}]
+    assert lines[-1]["done"] is True

@@ -411,7 +411,7 @@ def test_tls_example_talks_mutual_tls_to_the_service(tmp_path: Path, tls_dir: Pa
         pytest.skip("extproc serve has no TLS options")
     listen, admin, grpc_port = _free_port(), _free_port(), _free_port()
     policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\nrules: []\n")
+    policy.write_text("version: 1\nallow_empty: true\nrules: []\n")
     service = [EXTPROC, "serve", "--policy", str(policy), "--listen", f"127.0.0.1:{grpc_port}",
                "--tls-cert", str(tls_dir / "server.crt"), "--tls-key", str(tls_dir / "server.key"),
                "--tls-client-ca", str(tls_dir / "ca.crt")]  # fmt: skip
@@ -710,7 +710,7 @@ def test_compose_extproc_service(compose: dict[str, Any]) -> None:
 
 def test_compose_envoy_uses_its_bootstrap(compose: dict[str, Any]) -> None:
     service = compose["services"]["envoy"]
-    assert interpolate(service["image"]) == "envoyproxy/envoy:v1.40-latest"
+    assert interpolate(service["image"]) == "envoyproxy/envoy:v1.40.0"
     config = service["command"][service["command"].index("-c") + 1]
     [mount] = [v for v in service["volumes"] if v.split(":")[1] == config]
     assert mount.split(":")[0] == "./envoy/compose.yaml"
@@ -738,6 +738,43 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
         overlay: k8s_render.render(REPO / "deploy/overlays" / overlay, [OBSERVABILITY])
         for overlay in OVERLAYS
     }
+
+
+def floating_tag(image: str) -> str | None:
+    """Why `image` may change under the same name (None when pinned to a full version or a digest)."""
+    if "@sha256:" in image:
+        return None
+    name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    if not tag:
+        return "no tag (means latest)"
+    if re.search(r"latest|^(main|master|dev|nightly|edge|stable)(-|$)", tag):
+        return f"moving tag {tag!r}"
+    if not re.match(r"v?\d+\.\d+\.\d+", tag):
+        return f"tag {tag!r} is not a full version (major.minor.patch)"
+    return None
+
+
+@pytest.mark.parametrize(("image", "floating"), [
+    ("ollama/ollama:latest", True), ("ghcr.io/open-webui/open-webui:main", True), ("redis:7-alpine", True),
+    ("envoyproxy/envoy:v1.40-latest", True), ("localhost:5000/x", True), ("python:3.12-slim", True),
+    ("envoyproxy/envoy:v1.40.0", False), ("redis:7.4.2-alpine", False), ("localhost:5000/x:1.2.3", False),
+    ("ollama/ollama:latest@sha256:" + "a" * 64, False),
+])
+def test_floating_tag_detection(image: str, floating: bool) -> None:
+    assert (floating_tag(image) is not None) == floating
+
+
+def test_no_shipped_image_uses_a_floating_tag(compose: dict[str, Any],
+                                              rendered: dict[str, list[dict[str, Any]]]) -> None:
+    images = {f"compose {name}": interpolate(service["image"]) for name, service in compose["services"].items()
+              if "image" in service and "build" not in service}  # built here: llm-extproc:local
+    for overlay, objects in rendered.items():
+        for obj in objects:
+            pod = k8s_render.pod_spec(obj)
+            for container in (pod or {}).get("containers", []) + (pod or {}).get("initContainers", []):
+                images[f"{overlay} {obj['metadata']['name']}/{container['name']}"] = container["image"]
+    assert len(images) >= 6
+    assert {where: why for where, image in images.items() if (why := floating_tag(image))} == {}
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:

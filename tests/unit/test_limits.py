@@ -10,7 +10,7 @@ from extproc.session import Session
 
 def limited(**limits):
     body = ", ".join(f"{k}: {v}" for k, v in limits.items())
-    return policy(f"version: 1\nsettings: {{limits: {{{body}}}}}\nrules: []\n")
+    return policy(f"version: 1\nsettings: {{limits: {{{body}}}}}\nallow_empty: true\nrules: []\n")
 
 
 def send(session_policy, doc, path="/v1/chat/completions"):
@@ -57,7 +57,7 @@ def test_absent_output_cap_is_imposed_and_small_caps_are_left_alone():
 
 
 def test_output_cap_can_deny_instead():
-    reply = send(policy("version: 1\nsettings: {limits: {max_output_tokens: 100, on_output_over: deny}}\nrules: []\n"),
+    reply = send(policy("version: 1\nsettings: {limits: {max_output_tokens: 100, on_output_over: deny}}\nallow_empty: true\nrules: []\n"),
                  {"messages": [], "max_tokens": 5000})
     assert reply.immediate_response.status.code == 413
     assert orjson.loads(reply.immediate_response.body)["error"]["code"] == "max_tokens_too_large"

@@ -40,8 +40,9 @@ def test_pattern_rejected_by_re2_fails_validation_clearly():
 
 
 def test_duplicate_rule_ids_are_rejected():
-    with pytest.raises(PolicyError, match="used twice"):
-        rules(regex_rule("a", "deny"), regex_rule("a", "redact"))
+    with pytest.raises(PolicyError) as err:
+        rules(regex_rule("a", "deny"), regex_rule("b", "deny"), regex_rule("a", "redact"))
+    assert "rule id 'a' is used 2 times (lines 4, 20)" in str(err.value)
 
 
 def test_not_yaml_and_not_a_mapping():
@@ -108,10 +109,12 @@ def test_reload_swaps_on_change_and_keeps_last_good_on_invalid(tmp_path):
     assert [r.id for r in first.rules] == ["one"]
     assert asyncio.run(holder.reload_if_changed()) is False  # unchanged content
     path.write_text("version: 1\nrules:\n" + regex_rule("two", "deny"))
+    assert asyncio.run(holder.reload_if_changed()) is False  # changed: loaded once the next poll agrees
     assert asyncio.run(holder.reload_if_changed()) is True
     assert [r.id for r in holder.current.rules] == ["two"]
     assert [r.id for r in first.rules] == ["one"]  # snapshots held by sessions are untouched
     path.write_text("version: 1\nrules: [{id: bad, detector: regex, nonsense: 1}]\n")
+    assert asyncio.run(holder.reload_if_changed()) is False
     assert asyncio.run(holder.reload_if_changed()) is False
     assert [r.id for r in holder.current.rules] == ["two"]
 
@@ -127,6 +130,7 @@ def test_reload_follows_a_configmap_style_symlink_swap(tmp_path):
     assert holder.current.rules[0].id == "old"
     (tmp_path / "..data_tmp").symlink_to("v2")
     (tmp_path / "..data_tmp").rename(tmp_path / "..data")
+    assert asyncio.run(holder.reload_if_changed()) is False
     assert asyncio.run(holder.reload_if_changed()) is True
     assert holder.current.rules[0].id == "new"
 
@@ -148,6 +152,7 @@ def test_a_replaced_policy_has_its_checks_closed_after_the_retire_delay(tmp_path
 
     async def swap_and_wait():
         path.write_text("version: 1\nrules:\n" + regex_rule("two", "deny"))
+        assert await holder.reload_if_changed() is False
         assert await holder.reload_if_changed() is True
         assert closed == []  # in-flight exchanges may still use the old policy's checks
         for _ in range(100):

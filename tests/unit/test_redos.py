@@ -137,7 +137,7 @@ def test_rejected_pattern_in_a_reload_keeps_the_old_policy(tmp_path):
     from extproc.policy.reload import PolicyHolder
 
     path = tmp_path / "policy.yaml"
-    path.write_text("version: 1\nrules: []\n")
+    path.write_text("version: 1\nallow_empty: true\nrules: []\n")
     holder = PolicyHolder(str(path))
     before = holder.current
     path.write_text('version: 1\nrules:\n  - id: r\n    detector: regex\n'

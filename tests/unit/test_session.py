@@ -33,7 +33,7 @@ def test_non_llm_path_passes_through_without_further_phases():
 
 def _strict_unknown_paths():
     from policies import policy as compile_policy
-    return compile_policy("version: 1\nsettings: {unknown_paths: deny}\nrules: []\n")
+    return compile_policy("version: 1\nallow_empty: true\nsettings: {unknown_paths: deny}\nrules: []\n")
 
 
 def test_unknown_paths_without_body_can_be_denied_by_policy():
@@ -108,7 +108,7 @@ def test_wrong_types_get_400():
 
 def test_oversized_body_gets_413():
     from policies import policy as compile_policy
-    small = compile_policy("version: 1\nsettings: {max_request_bytes: 2048}\nrules: []\n")
+    small = compile_policy("version: 1\nallow_empty: true\nsettings: {max_request_bytes: 2048}\nrules: []\n")
     session = Session(small)
     session.handle(request_headers())
     reply = session.handle(request_body(chat("x" * 4000)))

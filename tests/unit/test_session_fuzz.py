@@ -73,7 +73,7 @@ POLICIES = [
     policy("version: 1\nsettings: {max_request_bytes: 262144, max_stream_held_bytes: 2048}\nrules:" + _RULES),
     policy("version: 1\nsettings: {unknown_paths: deny, max_request_bytes: 1024, max_response_bytes: 1024,"
            " on_stream_limit: fail_open, max_stream_held_bytes: 1024, track_stream_usage: true}\nrules:" + _RULES),
-    policy("version: 1\nrules: []\n"),
+    policy("version: 1\nallow_empty: true\nrules: []\n"),
 ]
 
 
