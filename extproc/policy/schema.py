@@ -19,7 +19,7 @@ Direction = Literal["request", "response", "both"]
 
 
 # Message roles the shapes pass to rules: a rule naming another role would silently never match.
-KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+KNOWN_ROLES = ("system", "developer", "user", "assistant", "tool", "function", "other")  # other: strings no shape names
 
 
 def did_you_mean(value: str, known: Iterable[str]) -> str:
