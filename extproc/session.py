@@ -26,6 +26,7 @@ from extproc.errors import (
     PolicyUnavailable,
     UnsupportedEncoding,
 )
+from extproc.envoy_edge import LOCAL_REPLY_MARKER
 from extproc.framing import sniff
 from extproc.normalize import Budget
 from extproc.policy.compile import CompiledPolicy, Exchange
@@ -289,6 +290,11 @@ class Session:
         annotate = [(self.settings.annotate_header, self._annotation())]
         if self.checks is not None:
             self.checks.ctx.response_headers = headers
+        marker = headers.get(LOCAL_REPLY_MARKER)
+        if marker is not None:  # Envoy's own reply (413, 408, 503, ...): no upstream answer was inspected
+            code = marker.partition("code=")[2].strip() or "gateway_error"
+            self.fields.update(decision="error", code=code, local_reply=True)
+            return envoy.headers_reply("response", mode=envoy.response_mode(envoy.NONE))
         wanted = bool(self.response_rules) or (self.checks is not None and self.checks.needs_response)
         # Error bodies are inspected too: they echo prompts.
         if self.shape is None or not wanted or msg.end_of_stream:

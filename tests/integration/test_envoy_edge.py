@@ -151,6 +151,8 @@ def test_a_body_over_envoys_buffer_gets_413_in_the_apis_format(stack, upstream, 
     else:
         assert error == {"error": "the request body is larger than the gateway accepts"}
     assert upstream.requests == []
+    record = stack.audit_for(headers["x-request-id"])  # the service's record does not say allow either
+    assert record["decision"] == "error" and record["code"] == "payload_too_large"
 
 
 def test_a_header_with_an_underscore_is_refused(stack, upstream):
