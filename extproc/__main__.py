@@ -39,6 +39,8 @@ class Parser(argparse.ArgumentParser):
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the ext_proc gRPC service")
     p.add_argument("--policy", help="policy YAML (hot-reloaded); the built-in default policy if omitted")
+    p.add_argument("--shadow-policy", help="a candidate policy YAML (hot-reloaded) evaluated on the same live "
+                   "exchanges without changing them; differences go to the audit record and metrics")
     p.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for gRPC (default %(default)s)")
     p.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (off if omitted)")
     p.add_argument("--workers", type=int, default=1,
@@ -80,6 +82,11 @@ def _policy_parser(sub: argparse._SubParsersAction) -> None:
     test = psub.add_parser("test", help="run a policy's test cases (a YAML list of text -> expected action)")
     test.add_argument("path")
     test.add_argument("--cases", help="cases file (default: PATH with .tests.yaml)")
+    diff = psub.add_parser("diff", help="replay recorded exchanges through two policies; show where they differ")
+    diff.add_argument("active")
+    diff.add_argument("candidate")
+    diff.add_argument("--traffic", required=True, help="JSON lines: audit records with an `exchange` (rules "
+                      "with capture: true record them) or bare exchanges in the policy-test format")
 
 
 def _misc_parsers(sub: argparse._SubParsersAction) -> None:

@@ -51,7 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(listen=args.listen, policy=args.policy, metrics_listen=args.metrics_listen,
                            drain_seconds=args.drain_seconds, reuse_port=args.reuse_port, tls_cert=args.tls_cert,
                            tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-                           digest_key_file=args.digest_key_file, max_streams=args.max_streams)
+                           digest_key_file=args.digest_key_file, max_streams=args.max_streams,
+                           shadow_policy=args.shadow_policy)
     asyncio.run(serve(options))
     return 0
 
@@ -94,9 +95,25 @@ def _policy(args: argparse.Namespace) -> int:
         return run_cases(args.path, args.cases)
     from extproc.policy.reload import compile_text
 
+    if args.policy_command == "diff":
+        return _policy_diff(args)
     with open(args.path, encoding="utf-8") as handle:
         policy = compile_text(handle.read(), args.path)
     print(f"{args.path}: OK ({len(policy.rules) + len(policy.checks)} rules, digest {policy.digest[:12]})")
+    return 0
+
+
+def _policy_diff(args: argparse.Namespace) -> int:
+    from extproc.policy.reload import compile_text
+    from extproc.policy_diff import diff
+
+    logs.configure("warning")  # each replayed exchange would print an audit record
+    policies = []
+    for path in (args.active, args.candidate):
+        with open(path, encoding="utf-8") as handle:
+            policies.append(compile_text(handle.read(), path))
+    with open(args.traffic, encoding="utf-8") as traffic:
+        diff(policies[0], policies[1], traffic, sys.stdout)
     return 0
 
 

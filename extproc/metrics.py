@@ -22,6 +22,11 @@ STREAMS_REFUSED = Counter("extproc_streams_refused_total",
                           "ext_proc streams refused with RESOURCE_EXHAUSTED because --max-streams were in flight")
 RELOADS = Counter("extproc_policy_reloads_total", "Policy reload attempts, by result", ["result"])
 ERRORS = Counter("extproc_errors_total", "Errors, by kind", ["kind"])
+SHADOW_EXCHANGES = Counter("extproc_shadow_exchanges_total",
+                           "Exchanges also evaluated by the shadow policy, by whether its decision differed",
+                           ["outcome"])
+SHADOW_DIFFERENCES = Counter("extproc_shadow_differences_total",
+                             "Exchanges where a rule hit under one of the active and shadow policies only", ["rule"])
 BUDGET_RESERVED = Counter("extproc_budget_reserved_tokens_total",
                           "Tokens reserved at admission by budget rules (prompt estimate + output cap)", ["rule"])
 BUDGET_SETTLED = Counter("extproc_budget_settled_tokens_total",

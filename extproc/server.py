@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc import digest, logs, metrics, pb
 from extproc.policy.reload import PolicyHolder, close_checks
 from extproc.session import LARGE_BODY_BYTES, Session
+from extproc.shadow import Shadow
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 _log = logs.get("extproc.server")
@@ -34,6 +35,7 @@ class ServeOptions:
     tls_client_ca: str | None = None
     digest_key_file: str | None = None
     max_streams: int = 1000  # concurrent ext_proc streams (= exchanges in flight) before refusing new ones
+    shadow_policy: str | None = None  # a candidate policy evaluated on live traffic, changing nothing
 
 
 MORE_TIME = pb.ProcessingResponse()
@@ -46,8 +48,9 @@ def _is_large_body(request: pb.ProcessingRequest) -> bool:
 
 
 class ExternalProcessor(pb.ExternalProcessorServicer):
-    def __init__(self, holder: PolicyHolder, max_streams: int = 0) -> None:
+    def __init__(self, holder: PolicyHolder, max_streams: int = 0, shadow: PolicyHolder | None = None) -> None:
         self.holder = holder
+        self.shadow = shadow
         self.max_streams = max_streams  # 0: no cap
         self.in_flight = 0
 
@@ -61,6 +64,8 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
                          limit=self.max_streams)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many exchanges in flight")
         session = Session(self.holder.current)
+        shadow = Shadow(self.shadow.current) if self.shadow is not None else None
+        session.shadow_of = shadow
         digest.bind_exchange_key()
         self.in_flight += 1
         metrics.STREAMS_IN_FLIGHT.inc()
@@ -71,8 +76,12 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
                     # event loop keeps serving the other exchanges meanwhile.
                     yield MORE_TIME
                     reply = await asyncio.to_thread(session.handle, request)
+                    if shadow is not None:
+                        await asyncio.to_thread(shadow.observe, request)
                 else:
                     reply = session.handle(request)
+                    if shadow is not None:
+                        shadow.observe(request)
                 yield reply if isinstance(reply, pb.ProcessingResponse) else await reply
         finally:
             self.in_flight -= 1
@@ -117,9 +126,10 @@ def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
 
 async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> None:
     holder = PolicyHolder(options.policy)
+    shadow = PolicyHolder(options.shadow_policy, role="shadow") if options.shadow_policy else None
     digest_key = digest.configure(options.digest_key_file)
     server = grpc.aio.server(options=grpc_options(options))
-    pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder, options.max_streams), server)
+    pb.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder, options.max_streams, shadow), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     credentials = _credentials(options)
@@ -137,6 +147,9 @@ async def serve(options: ServeOptions, ready: asyncio.Event | None = None) -> No
               digest_key=digest_key.source)
     watchers = [asyncio.create_task(holder.watch(options.reload_interval)),
                 asyncio.create_task(digest_key.watch(options.reload_interval))]
+    if shadow is not None:
+        watchers.append(asyncio.create_task(shadow.watch(options.reload_interval)))
+        _log.info("shadow_policy_loaded", policy=shadow.current.digest[:12], policy_path=options.shadow_policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -50,8 +50,10 @@ DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTo
 
 
 class Session:
-    def __init__(self, policy: CompiledPolicy) -> None:
+    def __init__(self, policy: CompiledPolicy, shadow: bool = False) -> None:
         self.policy = policy
+        self.shadow = shadow  # a candidate policy's session: no audit record, no metrics, no end-of-exchange work
+        self.shadow_of: Any = None  # the Shadow observing this exchange with a candidate policy, if any
         self.settings = policy.settings
         self.verdict = Verdict()
         self.fields: dict[str, Any] = {"policy": policy.digest[:12]}
@@ -62,6 +64,8 @@ class Session:
         self.buffered_response = False
         self.streamed_response = False
         self.new_query: str | None = None  # the query string after redaction, when a rule changed it
+        self.raw_request = b""
+        self.raw_response = b""
         self.sniffed = bytearray()  # a streamed body's first bytes, until they tell its framing
         self.decoder: content_coding.Decoder | None = None
         self.response_ended = False  # the response body's end_of_stream arrived
@@ -88,10 +92,15 @@ class Session:
         except Exception as exc:  # the session boundary: anything unexpected fails closed
             return self._on_failure(exc, kind)
         finally:
-            timer = _MESSAGE_TIMERS.get(kind)
-            if timer is None:
-                timer = _MESSAGE_TIMERS[kind] = metrics.MESSAGE_SECONDS.labels(phase=kind)
-            timer.observe(time.perf_counter() - started)
+            if not self.shadow:
+                self._observe_time(kind, started)
+
+    @staticmethod
+    def _observe_time(kind: str, started: float) -> None:
+        timer = _MESSAGE_TIMERS.get(kind)
+        if timer is None:
+            timer = _MESSAGE_TIMERS[kind] = metrics.MESSAGE_SECONDS.labels(phase=kind)
+        timer.observe(time.perf_counter() - started)
 
     async def _guarded(self, reply: Awaitable[pb.ProcessingResponse], kind: str) -> pb.ProcessingResponse:
         try:
@@ -130,6 +139,13 @@ class Session:
         self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
         if self.checks is not None:
             self.fields.update(self.checks.ctx.fields)
+        if self.shadow:
+            return None
+        if any(hit.rule.capture for hit in self.verdict.hits):
+            self.fields["exchange"] = self._recorded_exchange()
+        if self.shadow_of is not None:
+            self.fields["shadow"] = self.shadow_of.compare(self.fields.get("decision") or self.verdict.decision,
+                                                           self.verdict.rule_ids())
         audit.emit(self.fields, self.verdict, self.settings.audit_hits_per_rule)
         if self.checks is None:
             return None
@@ -192,6 +208,7 @@ class Session:
         if len(body) > self.settings.max_request_bytes:
             raise PayloadTooLarge(f"request body is larger than {self.settings.max_request_bytes} bytes")
         doc = self._read_request_json(body)
+        self.raw_request = body  # recorded for `policy diff` only when a `capture: true` rule hits
         if doc is NOT_JSON:
             return self._non_json_body()
         parsed = self.shape.parse_request(doc)
@@ -357,6 +374,7 @@ class Session:
 
     def _on_buffered_response(self, body: bytes) -> pb.ProcessingResponse:
         assert self.shape is not None
+        self.raw_response = body
         if len(body) > self.settings.max_response_bytes:
             raise PayloadTooLarge(f"response body is larger than {self.settings.max_response_bytes} bytes")
         try:
@@ -424,6 +442,17 @@ class Session:
         )
         if after_stream_start:
             self.fields["ended_stream_with_error"] = True
+
+    def _recorded_exchange(self) -> dict[str, Any]:
+        """The exchange as `policy diff --traffic` replays it: path, request and buffered response documents
+        as they arrived (before any redaction). Only for exchanges where a `capture: true` rule hit."""
+        exchange: dict[str, Any] = {"path": self.fields.get("path", "")}
+        for field, raw in (("request", self.raw_request), ("response", self.raw_response)):
+            try:
+                exchange[field] = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                exchange[field] = None
+        return {k: v for k, v in exchange.items() if v is not None}
 
     def _record_usage(self, usage: dict[str, int] | None) -> None:
         if usage:

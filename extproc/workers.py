@@ -24,7 +24,7 @@ def worker_argv(args: argparse.Namespace, index: int) -> list[str]:
         argv += ["--metrics-listen", f"{mhost}:{int(mport) + index}"]
     if args.reuse_port:
         argv.append("--reuse-port")
-    for flag in ("tls_cert", "tls_key", "tls_client_ca", "digest_key_file"):
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "digest_key_file", "shadow_policy"):
         if getattr(args, flag):
             argv += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     return argv

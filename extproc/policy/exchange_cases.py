@@ -35,6 +35,7 @@ class ExchangeResult:
     request_body: Any = None  # the body sent upstream when it was rewritten
     client_bytes: bytes = b""  # the response body the client got
     fields: dict[str, Any] = field(default_factory=dict)
+    rules: list[str] = field(default_factory=list)  # the rules that hit
 
 
 def run_exchange(policy: CompiledPolicy, case: dict[str, Any]) -> ExchangeResult:
@@ -53,6 +54,7 @@ async def _run(policy: CompiledPolicy, case: dict[str, Any]) -> ExchangeResult:
         if work is not None:
             await work
     result.fields = session.fields
+    result.rules = session.verdict.rule_ids()
     result.decision = session.fields.get("decision") or session.verdict.decision
     result.code = result.code or session.fields.get("code")
     return result

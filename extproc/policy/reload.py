@@ -35,14 +35,19 @@ def compile_text(text: str, source: str) -> CompiledPolicy:
 
 
 class PolicyHolder:
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, role: str = "active") -> None:
         self.path = path
+        self.role = role  # "shadow": a candidate policy (serve --shadow-policy); its state is not published
         text = self._read() if path else default_policy_text()
         self.current = compile_text(text, path or "default policy")
         self._hash = _sha(text)
         self._pending: str | None = None  # a changed content seen once, loaded if the next poll sees it again
         metrics.touch_alert_series(sorted(shapes.all_shapes()))
-        _publish(self.current)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.role == "active":
+            _publish(self.current)
 
     def _read(self) -> str:
         assert self.path is not None
@@ -71,7 +76,8 @@ class PolicyHolder:
             _refuse_dropping_everything(self.current, compiled, self.path or "")
         except PolicyError as exc:
             metrics.RELOADS.labels(result="invalid").inc()
-            _log.error("policy_reload_rejected", path=self.path, error=str(exc), kept=self.current.digest[:12])
+            _log.error("policy_reload_rejected", path=self.path, error=str(exc), kept=self.current.digest[:12],
+                       role=self.role)
             return False
         self._activate(compiled)
         return True
@@ -80,11 +86,13 @@ class PolicyHolder:
         retired, self.current = self.current, compiled
         asyncio.get_running_loop().call_later(RETIRE_AFTER_SECONDS, _close_checks_soon, retired)
         metrics.RELOADS.labels(result="ok").inc()
-        _publish(compiled)
+        self._publish()
         dropped = sorted(rule_ids(retired) - rule_ids(compiled))
         if dropped:
-            _log.warning("policy_rules_dropped", path=self.path, rules=dropped, policy=compiled.digest[:12])
-        _log.info("policy_reloaded", path=self.path, policy=compiled.digest[:12], rules=len(compiled.rules))
+            _log.warning("policy_rules_dropped", path=self.path, rules=dropped, policy=compiled.digest[:12],
+                         role=self.role)
+        _log.info("policy_reloaded", path=self.path, policy=compiled.digest[:12], rules=len(compiled.rules),
+                  role=self.role)
 
     async def watch(self, interval: float = 1.0) -> None:
         if not self.path:
