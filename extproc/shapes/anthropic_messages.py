@@ -37,9 +37,11 @@ _DELTA_FIELDS = {"text_delta": ("text", None), "input_json_delta": ("partial_jso
                  "thinking_delta": ("thinking", "thinking")}
 _INPUT_COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 # a stream error has no status, only our code
+# A stream cut by the hold limit or by the response size limit is the gateway's failure on the answer, not a
+# request that was too large: `api_error`, which the SDK reports as a server error.
 _CODE_TYPES = {"invalid_request": "invalid_request_error", "payload_too_large": "request_too_large",
-               "stream_hold_limit": "request_too_large", "budget_exceeded": "rate_limit_error",
-               "policy_error": "api_error"}
+               "stream_hold_limit": "api_error", "response_too_large": "api_error",
+               "budget_exceeded": "rate_limit_error", "policy_error": "api_error"}
 
 
 def anthropic_error(error_type: str, message: str) -> bytes:

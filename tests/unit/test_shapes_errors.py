@@ -168,7 +168,8 @@ def test_anthropic_error_type_per_status(status, error_type):
 
 
 @pytest.mark.parametrize("code, error_type", [("policy_violation", "permission_error"),
-                                              ("stream_hold_limit", "request_too_large"),
+                                              ("stream_hold_limit", "api_error"),
+                                              ("response_too_large", "api_error"),
                                               ("budget_exceeded", "rate_limit_error"),
                                               ("policy_error", "api_error")])
 def test_anthropic_stream_error_type_per_code(code, error_type):
