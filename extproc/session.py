@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from enum import StrEnum
 from urllib.parse import quote, unquote_plus
 from collections.abc import Awaitable, Coroutine
 from typing import Any
@@ -43,6 +44,17 @@ CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
 LARGE_BODY_BYTES = 256 * 1024  # bodies scanned off the event loop (the server also asks Envoy for more time)
 _MESSAGE_TIMERS: dict[str, Any] = {}  # histogram children by phase, looked up once
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
+class Phase(StrEnum):
+    """The ext_proc message kinds (the `request` oneof of ProcessingRequest)."""
+
+    REQUEST_HEADERS = "request_headers"
+    REQUEST_BODY = "request_body"
+    RESPONSE_HEADERS = "response_headers"
+    RESPONSE_BODY = "response_body"
+    REQUEST_TRAILERS = "request_trailers"
+    RESPONSE_TRAILERS = "response_trailers"
+
+
 NOT_JSON = object()
 QUERY_LOCATOR = ("__query__",)
 DECISION_OF_ERROR = {PolicyDenied: "deny", MalformedRequest: "reject", PayloadTooLarge: "reject",
@@ -85,7 +97,7 @@ class Session:
         started = time.perf_counter()
         self.messages += 1
         try:
-            reply = getattr(self, f"_on_{kind}")(getattr(request, kind))
+            reply = self._dispatch(Phase(kind), getattr(request, kind))
             if not isinstance(reply, pb.ProcessingResponse):
                 return self._guarded(reply, kind)
             return reply
@@ -94,6 +106,22 @@ class Session:
         finally:
             if not self.shadow:
                 self._observe_time(kind, started)
+
+    def _dispatch(self, phase: Phase, msg: Any) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
+        """The handler of each ext_proc phase, in the order Envoy sends them."""
+        match phase:
+            case Phase.REQUEST_HEADERS:
+                return self._on_request_headers(msg)
+            case Phase.REQUEST_BODY:
+                return self._on_request_body(msg)
+            case Phase.RESPONSE_HEADERS:
+                return self._on_response_headers(msg)
+            case Phase.RESPONSE_BODY:
+                return self._on_response_body(msg)
+            case Phase.REQUEST_TRAILERS:
+                return self._on_request_trailers(msg)
+            case Phase.RESPONSE_TRAILERS:
+                return self._on_response_trailers(msg)
 
     @staticmethod
     def _observe_time(kind: str, started: float) -> None:
