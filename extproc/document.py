@@ -50,30 +50,47 @@ def embedded_json(text: str) -> Any | None:
     return doc if isinstance(doc, (dict, list)) else None
 
 
-def strings(node: Any, base: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
-    """(locator, text) of every string, unknown key and long number below `node`, embedded JSON decoded."""
+def strings(node: Any, base: tuple[Any, ...] = (),
+            skip: frozenset[tuple[Any, ...]] | set[tuple[Any, ...]] = frozenset()) -> list[tuple[tuple[Any, ...], str]]:
+    """(locator, text) of every string, unknown key and long number below `node`, embedded JSON decoded;
+    values at the locators in `skip` (and below them) are left out."""
     out: list[tuple[tuple[Any, ...], str]] = []
-    stack: list[tuple[tuple[Any, ...], Any]] = [(base, node)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            inner = embedded_json(value) if value else None
-            if inner is None:
-                out.append((path, value))
-            else:
-                stack.append(((*path, EMBED), inner))
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):
-                if key not in canonical_json.KNOWN_KEYS:
-                    out.append(((*path, KeyStep(key)), key))
-                stack.append(((*path, key), item))
-        elif isinstance(value, list):
-            stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            text = number_text(value)
-            if sum(c.isdigit() for c in text) >= MIN_NUMBER_DIGITS:
-                out.append((path, text))
+    _walk(node, base, out, skip)
     return out
+
+
+def _walk(value: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]],
+          skip: frozenset[tuple[Any, ...]] | set[tuple[Any, ...]]) -> None:
+    # Recursion is bounded: documents come from canonical_json (MAX_DEPTH) or orjson (1024 levels).
+    if skip and path in skip:
+        return
+    if isinstance(value, str):
+        inner = embedded_json(value) if value[:1] in _JSON_STARTS or value[:1].isspace() else None
+        if inner is None:
+            out.append((path, value))
+        else:
+            _walk(inner, (*path, EMBED), out, skip)
+    elif isinstance(value, dict):
+        known = canonical_json.KNOWN_KEYS
+        for key, item in value.items():
+            if key not in known:
+                out.append(((*path, KeyStep(key)), key))
+            if item is not None and item is not True and item is not False:
+                _walk(item, (*path, key), out, skip)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if item is not None:
+                _walk(item, (*path, i), out, skip)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) >= _MIN_NUMBER:
+        text = number_text(value)
+        if sum(c.isdigit() for c in text) >= MIN_NUMBER_DIGITS:
+            out.append((path, text))
+
+
+_JSON_STARTS = frozenset("{[")
+# A number below this has fewer than MIN_NUMBER_DIGITS digits before its point; small floats with long
+# fractions are still read by their text (`number_text`) when they reach it.
+_MIN_NUMBER = 10 ** (MIN_NUMBER_DIGITS - 1)
 
 
 def number_text(value: float) -> str:
@@ -96,14 +113,10 @@ def complete(doc: Any, segments: list[Segment]) -> list[Segment]:
         pieces = strings(inner, (*segment.locator, EMBED))
         if pieces:  # `{}` holds nothing to scan
             out.append(joined(pieces, segment.role))
-    rest = [(loc, text) for loc, text in strings(doc) if not _within(loc, claimed)]
+    rest = strings(doc, skip=claimed)
     if rest:
         out.append(joined(rest, OTHER))
     return out
-
-
-def _within(locator: tuple[Any, ...], claimed: set[tuple[Any, ...]]) -> bool:
-    return any(locator[:n] in claimed for n in range(1, len(locator) + 1))
 
 
 def joined(pieces: list[tuple[tuple[Any, ...], str]], role: str) -> Segment:

@@ -212,14 +212,14 @@ class StreamScanner:
         to the previous one at the same path (an id or model repeated in every event) was scanned already."""
         claimed = {delta.locator for delta in deltas}
         out = []
-        for locator, text in document.strings(payload):
-            if locator in claimed or not text:
+        for locator, text in document.strings(payload, skip=claimed):
+            if not text:
                 continue
             key = (OTHER_KEY, *locator)
             if self._last_other.get(key) != text:
                 self._last_other[key] = text
                 out.append(TextDelta(key, text, locator))
-                if locator and (isinstance(locator[-1], document.KeyStep) or locator[-1] in WHOLE_VALUE_KEYS):
+                if _is_whole(payload, locator):
                     self._whole.add(key)
         return out
 
@@ -332,6 +332,14 @@ class StreamScanner:
                 kt.text = kt.text[cut - kt.base :]
                 kt.base = cut
                 kt.spans = [s for s in kt.spans if s.end > cut]
+
+
+def _is_whole(payload: Any, locator: tuple[Any, ...]) -> bool:
+    """A value that is never continued by a later event: an object key, a number, an identifier field."""
+    last = locator[-1] if locator else None
+    if isinstance(last, document.KeyStep) or last in WHOLE_VALUE_KEYS:
+        return True
+    return document.EMBED not in locator and not isinstance(document.read_path(payload, locator), str)
 
 
 def _pull_back(boundary: int, hits: list[Hit], offset: int) -> int:
