@@ -103,7 +103,9 @@ def test_split_key_is_redacted_and_the_stream_still_streams(stack, upstream, cas
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_deny_mid_stream_ends_with_the_shapes_error_event(stack, upstream, case):
+def test_deny_mid_stream_ends_with_what_the_shapes_clients_show(stack, upstream, case):
+    """OpenAI: the notice chunk, then the error event; Anthropic: the error event; Ollama: a last `done: true`
+    line carrying the notice (stream_deny_notice: auto)."""
     path, content_type, make, text_of, payload = CASES[case]
     upstream.respond(path, headers={"content-type": content_type},
                      chunks=make(["fine ", "then FORB", "IDDEN text", " more"]), chunk_delay=0.05)
@@ -115,6 +117,7 @@ def test_deny_mid_stream_ends_with_the_shapes_error_event(stack, upstream, case)
     elif case == "anthropic_sse":
         assert "event: error" in body and "permission_error" in body
     else:
-        assert json.loads(body.strip().splitlines()[-1])["error"]
+        last = json.loads(body.strip().splitlines()[-1])
+        assert last["done"] is True and "stopped by policy" in last["message"]["content"]
     record = stack.audit_for(f"deny-{case}")
     assert record["decision"] == "deny" and record["ended_stream_with_error"] is True
