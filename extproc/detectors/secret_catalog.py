@@ -11,32 +11,35 @@ ninth run of blanks after the keyword, which keeps the streaming hold short on p
 
 from __future__ import annotations
 
-from itertools import pairwise
+import re
 from typing import Any
 
-from extproc.detectors.secret_formats import LABELS as FORMAT_LABELS
-from extproc.detectors.secret_formats import MAX_TOKEN, PREFIXES, TOKEN_CHARS, check_format
-from extproc.detectors.secret_rules import GENERIC_RULES, NOT_SECRET, PROVIDER_RULES, WORD, Rule, mixed
-from extproc.detectors.secret_values import classes, entropy, is_placeholder
+from extproc.detectors.secret_formats import check_format, groups
+from extproc.detectors.secret_rules import GENERIC_RULES, NOT_SECRET, PROVIDER_RULES, Rule, mixed
+from extproc.detectors.secret_values import WORDS, classes, entropy, is_placeholder
 
 B, HX, AN = r"\b", "[0-9a-f]", "[A-Za-z0-9]"
+# on one short value (see secret_values.py on why not RE2)
+_NOT_ALNUM, _NOT_ALPHA = re.compile("[^A-Za-z0-9]"), re.compile("[^A-Za-z]")
+_DIGIT_RUNS, _CASE_RUNS = re.compile("[0-9]+|[A-Za-z]+"), re.compile("[A-Z]+|[a-z]+")
 _NETRC_GAP = r"(?:[ \t]{1,16}|[ \t]{0,16}\r?\n[ \t]{0,16})"
 
 
 def netrc_password(groups: dict[str, Any], _params: Any) -> float | None:
-    value = groups["v"]
-    return None if len(value) < 4 or is_placeholder(value) else 0.8
+    return None if len(groups["v"]) < 4 else 0.8  # placeholders are dropped for every rule in `secrets._scan`
 
 
+TABLE_RULES: tuple[Rule, ...] = tuple(
+    Rule("provider_token", tuple(sorted(prefixes)), f"[{run}]{{10,{bucket}}}", check=check_format,
+         labels=tuple(sorted(labels)), lead=f"[{run}]{{10}}") for (run, bucket), (prefixes, labels) in sorted(groups().items()))
 TAIL_RULES: tuple[Rule, ...] = (
-    Rule("provider_token", PREFIXES, f"[{TOKEN_CHARS}]{{4,{MAX_TOKEN - 100}}}", check=check_format,
-         labels=FORMAT_LABELS, max_len=MAX_TOKEN),
+    *TABLE_RULES,
     Rule("okta_token", ("SSWS ",), "[A-Za-z0-9_-]{38,44}" + B),
     Rule("dropbox_token", ("AAAAAAAAAA",), "[A-Za-z0-9_=-]{43}" + B, lead_in=11, pre=B + AN + "{11}", check=mixed,
          priority=1),
     Rule("netrc_credentials", ("machine",), rf"{_NETRC_GAP}[^\s]{{1,253}}{_NETRC_GAP}login{_NETRC_GAP}[^\s]{{1,128}}"
          rf"{_NETRC_GAP}password[ \t]{{1,16}}(?P<v>[^\s]{{1,128}})", lead=_NETRC_GAP + r"[^\s]{1,253}" + _NETRC_GAP
-         + "l", closure=rf"{_NETRC_GAP}?[^\s]{{0,253}}{_NETRC_GAP}?", stop=r"\n[^\n]*\n[^\n]*\n", check=netrc_password,
+         + "l", closure=rf"{_NETRC_GAP}?[^\s]{{0,253}}{_NETRC_GAP}?", stop=r"\S*(?:\s+\S+){5}\s", check=netrc_password,
          score=0.8),
     Rule("powershell_secure_string", ("ConvertTo-SecureString",), r"[ \t]{1,4}(?:-String[ \t]{1,4})?\\?[\"']"
          r"(?P<v>[^\"'\\\n]{4,200})\\?[\"']", check=netrc_password, score=0.8),
@@ -69,35 +72,40 @@ _NL = rf"\r?\n[ \t]{{0,16}}(?:{_WG}[ \t]{{0,16}}){{0,2}}"
 _GAP = (rf"(?:(?:[ \t]{{1,16}}(?:{_WG}[ \t]{{0,16}}){{0,4}}|(?:{_WG}[ \t]{{0,16}}){{1,4}})(?:{_NL})?|{_NL})")
 # never empty, so `loginradius_key = ...` is not taken as `login` + value; at most 8 runs of blanks
 _CHARS = "A-Za-z0-9+/=_~-"
-_VALUE = rf"(?P<v>[{_CHARS}]{{6}}(?:[{_CHARS}]|[.!#%*^&][{_CHARS}]){{2,200}})"
+# sixteen characters or more, or fewer with a digit: prose words after "key" never reach the check
+_VALUE = (rf"(?P<v>[{_CHARS}]{{6}}(?:[{_CHARS}]|[.!#%*^&][{_CHARS}]){{10,200}}"
+          rf"|[A-Za-z+/=_~-]{{0,14}}[0-9][{_CHARS}]{{0,14}})")
+# how every value starts: its first sixteen characters, or what comes up to its first digit
+_VALUE_START = rf"\r?[.!#%*^&{_CHARS}]{{0,26}}"  # and any part of that (for `closure`)
+_VALUE_LEAD = rf"(?:[{_CHARS}]{{6}}(?:[{_CHARS}]|[.!#%*^&][{_CHARS}]){{10}}|[A-Za-z+/=_~-]{{0,14}}[0-9])"
 
 
 def keyword_value(groups: dict[str, Any], params: Any) -> float | None:
     """A value after a secret word counts when it looks generated and the key does not name something else."""
     value, key = groups["v"], groups.get("pre", "") + groups["kw"] + groups.get("suf", "")
     gap = groups["match"][len(groups["kw"]) + len(groups.get("suf", "")) : -len(value)]
-    if "--" in gap or {w.lower() for w in WORD.findall(key)} & NOT_SECRET or is_placeholder(value):
-        return None  # (a dash run: PEM armor such as `PUBLIC KEY-----`)
+    if "--" in gap or not NOT_SECRET.isdisjoint(w.lower() for w in WORDS.findall(key)) or is_placeholder(key):
+        return None  # (a dash run: PEM armor such as `PUBLIC KEY-----`; `your-api-key-here-...`)
     return 0.7 if looks_random(value, params.min_entropy) else None
 
 
 def looks_random(value: str, min_entropy: float = 3.0) -> bool:
     """Letter/digit alternation, length and entropy: what separates `a1b2c3...` keys from words like
     `invalid123`, `difference` or `v2`."""
-    alnum = [c for c in value if c.isalnum()]
+    alnum = _NOT_ALNUM.sub("", value)
     if len(alnum) < 8 or entropy(value) < min_entropy:
         return False
-    if all(c.isdigit() for c in alnum):
+    if alnum.isdigit():
         return len(alnum) >= 16
-    switches = sum(a.isdigit() != b.isdigit() for a, b in pairwise(alnum))
-    case_switches = sum(a.isupper() != b.isupper() for a, b in pairwise(alnum) if a.isalpha() and b.isalpha())
+    switches = len(_DIGIT_RUNS.findall(alnum)) - 1  # runs of digits and of letters, less one
+    case_switches = len(_CASE_RUNS.findall(_NOT_ALPHA.sub("", alnum))) - 1
     return ((switches >= 2 and len(alnum) >= 8) or (switches >= 1 and len(alnum) >= 16)
             or (classes(value) >= 2 and len(alnum) >= 20 and case_switches >= 4))
 
 
 CONTEXT_RULES: tuple[Rule, ...] = (
     Rule("keyword_secret", _KEYWORDS, _SUFFIX + _GAP + _VALUE, ignore_case=True, lead_in=32,
-         lead=_SUFFIX + _GAP + f"[{_CHARS}]{{6}}", closure=_SUFFIX.replace("P<suf>", ":") + _GAP + rf"\r?[{_CHARS}]{{0,7}}",
+         lead=_SUFFIX + _GAP + _VALUE_LEAD, closure=_SUFFIX.replace("P<suf>", ":") + _GAP + _VALUE_START,
          stop=r"\S*(?:\s+\S+){8}\s", check=keyword_value, priority=-1),
 )
 

@@ -43,7 +43,7 @@ FORMATS: tuple[tuple[Any, ...], ...] = (
     ("defined_networking_token", "dnkey-", "lo:26 - lo:52"),
     ("deno_token", "ddp_ ddw_", "an:36"),
     ("docker_swarm_token", "SWMTKN-1-", "lo:50 - lo:25"),
-    ("dropbox_token", "sl.", "tok:100-1000"),
+    ("dropbox_token", "sl.", "tok:100-999"),
     ("duffel_token", "duffel_test_ duffel_live_", "u64:43"),
     ("dynatrace_token", "dt0c01.", "up:24 . up:64"),
     ("easypost_key", "EZAK EZTK", "an:54"),
@@ -111,7 +111,8 @@ FORMATS: tuple[tuple[Any, ...], ...] = (
      f"{_UUID} @ {_UUID} /IncomingWebhook/ hX:32"),
     ("zapier_webhook", "hooks.zapier.com/hooks/catch/", "dg:4-12 / an:5-10"),
 )
-TOKEN_CHARS = "A-Za-z0-9_.+/=~%@-"  # every body character above: the combined rule's run
+NARROW, WIDE = "A-Za-z0-9_.=~-", "A-Za-z0-9_.+/=~%@-"  # a run of token characters; WIDE holds every body's
+BUCKETS = (48, 96, 200, 1000)  # longest body (+1) per combined rule: keeps the streaming hold tight
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,22 @@ def _formats() -> dict[str, list[Format]]:
 _BY_FIRST = _formats()
 PREFIXES: tuple[str, ...] = tuple(sorted({r.prefix for rows in _BY_FIRST.values() for r in rows}))
 LABELS: tuple[str, ...] = tuple(dict.fromkeys(row[0] for row in FORMATS))
-MAX_TOKEN = 1100
+
+
+def groups() -> dict[tuple[str, int], tuple[set[str], set[str]]]:
+    """(run class, longest body + 1) -> (prefixes, labels): the combined rules. Grouping by alphabet and
+    length lets a rule's run stop at the first character none of its tokens can hold, and bounds its span."""
+    out: dict[tuple[str, int], tuple[set[str], set[str]]] = {}
+    for label, prefixes, body, *_ in FORMATS:
+        pieces = parts(body)
+        longest = sum(len(p) if isinstance(p, str) else p[2] for p in pieces)
+        chars = "".join(p if isinstance(p, str) else p[0] for p in pieces)
+        run = NARROW if not set(chars) & set("+/%@") else WIDE
+        bucket = next(b for b in BUCKETS if b > longest)
+        prefixes_, labels = out.setdefault((run, bucket), (set(), set()))
+        prefixes_.update(prefixes.split())
+        labels.add(label)
+    return out
 
 
 def check_format(groups: dict[str, Any], _params: Any) -> tuple[str, float, int] | None:

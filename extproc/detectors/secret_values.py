@@ -10,23 +10,38 @@ look like anything, and only markers nobody generates at random are safe to skip
 from __future__ import annotations
 
 import math
+import re
+import string
 from collections import Counter
 
-from extproc.detectors.patterns import compile_re2
+# Checks on one short candidate value (at most a few hundred characters) use the standard library: these
+# fixed patterns have no nested repetition, so they stay linear, and a call costs far less than through
+# the RE2 wrapper. Whole texts are only ever scanned with RE2.
+_PLACEHOLDER = re.compile(
+    r"example|your|placeholder|redacted|changeme|dummy|x{4,}|\*{3,}|<[\w .-]*>|\$\{|\{\{", re.IGNORECASE)
+WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")  # the words of a key name: DB_PASSWORD, tokenUrl
 
-_PLACEHOLDER = compile_re2(
-    r"example|your|placeholder|redacted|changeme|dummy|x{4,}|\*{3,}|<[\w .-]*>|\$\{|\{\{", ignore_case=True)
+
+_CLOG = [0.0] + [c * math.log2(c) for c in range(1, 4097)]
 
 
 def entropy(value: str) -> float:
-    """Shannon entropy in bits per character."""
-    counts = Counter(value)
-    return -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values()) if value else 0.0
+    """Shannon entropy in bits per character: log2(n) - sum(c log2 c) / n over the character counts c."""
+    n = len(value)
+    if n == 0:
+        return 0.0
+    counts = Counter(value).values()
+    total = sum(map(_CLOG.__getitem__, counts)) if n < len(_CLOG) else sum(c * math.log2(c) for c in counts)
+    return math.log2(n) - total / n
+
+
+_UPPER, _LOWER, _DIGITS = frozenset(string.ascii_uppercase), frozenset(string.ascii_lowercase), frozenset(string.digits)
 
 
 def classes(value: str) -> int:
-    """How many of upper case, lower case and digits occur."""
-    return sum(any(f(c) for c in value) for f in (str.isupper, str.islower, str.isdigit))
+    """How many of upper case, lower case and digits (ASCII) occur."""
+    chars = set(value)
+    return bool(chars & _UPPER) + bool(chars & _LOWER) + bool(chars & _DIGITS)
 
 
 def is_placeholder(value: str) -> bool:

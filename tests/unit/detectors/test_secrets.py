@@ -268,7 +268,7 @@ def test_hold_is_tight_on_prose_and_covers_unfinished_secrets():
 def test_prefilter_never_hides_a_match(label, noise):
     """The `re2.Set` looks for each rule's needle (prefix, anchor, lead): every match must contain it."""
     detector, data = SecretsDetector(), (sample(label)[0] + noise + " password=Zq8vL2mN4p").encode()
-    rules = detector._prefilter.Match(data) or ()
+    rules = [i for i in detector._prefilter.Match(data) or () if i < len(detector._rules)]  # not the lines
     assert sorted(f for i in rules for f in detector._scan(detector._rules[i], data)) == sorted(
         f for rule in detector._rules for f in detector._scan(rule, data))
 
