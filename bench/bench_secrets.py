@@ -136,7 +136,7 @@ def adversarial(detector: SecretsDetector, size: int = 100_000) -> None:
     worst = 0.0
     for name, text in adversarial_inputs(size).items():
         find = best_of(lambda text=text: detector.find(text), 3) / len(text) * 1e6
-        calls, seconds, _ = stream(detector, text[:20_000], chunk=24)
+        _, seconds, _ = stream(detector, text[:20_000], chunk=24)
         hold = seconds / min(len(text), 20_000) * 1e6
         worst = max(worst, find, hold)
         print(f"  {name:32s} find {find:6.3f} us/char   hold {hold:6.3f} us/char")

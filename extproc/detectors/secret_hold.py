@@ -157,7 +157,7 @@ def _earliest_start(c: Any, tail: str, positions: list[int], best: int) -> int:
     n, hit = len(tail), (-1, -1)  # hit: the first stop hit after the last candidate, (n + 1, n + 1) if none
     lo = max(0, n - (c.span - 1))
     for p in positions:
-        if p >= best:
+        if p - c.rule.lead_in >= best:  # a start before `best` is still possible while its lead-in reaches back
             break
         if p < lo:
             continue

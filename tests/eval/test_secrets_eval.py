@@ -32,7 +32,20 @@ ASSIGNMENTS = {
     "netrc Credentials", "HTTP Basic Authentication",
 }
 FRAGMENTS = {"PEM Private Key"}
-NOTES = """## Notes
+NOTES = """## How the detector reaches the long tail
+
+- `extproc/detectors/secret_formats.py`: one table row per prefixed provider format (label, prefixes,
+  body as alphabet runs and literals, score), about 120 prefixes. The rows compile into a handful of rules
+  grouped by alphabet and longest body, each one RE2 alternation of its prefixes; a candidate's prefix is
+  looked up and its body checked against the row, which also fixes where the token ends.
+- Keyword context (`keyword_secret`, `extproc/detectors/secret_catalog.py`): a secret word, alone or inside
+  an identifier, then at most a few separators and connector words and one line break, then a value with a
+  digit or sixteen characters that alternates letters and digits (or cases) and passes the entropy floor.
+  The key name must not name something else (`public_key`, `key_id`, `max_tokens`).
+- Lone lines of a key body (`private_key_fragment`): exactly 64, 70 or 76 base64 characters alone on a line,
+  at least two character classes and 4.5 bits per character; not inside a certificate or public-key block.
+
+## Notes
 
 - Every label-1 row counts. About 45 of the misses are not credentials at all but identifiers that the
   upstream rule sets also label (domains such as `*.okta.com` or `*.auth0.com`, S3 bucket names, ARNs,

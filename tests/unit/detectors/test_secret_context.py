@@ -186,3 +186,11 @@ def test_work_is_one_pass_per_rule_and_checks_grow_linearly(unit):
     double_passes, double_checks = counted_scans(text * 2)
     assert passes == double_passes <= 12  # a fixed number of RE2 passes, whatever the input
     assert double_checks <= 2 * checks + 2 and checks <= len(text) / 8  # each check needs 8+ new characters
+
+
+def test_the_hold_keeps_a_long_lead_in_when_the_text_ends_right_after_its_anchor():
+    token = r(ALNUM, 76) + "AZDO" + r(ALNUM, 4)  # an Azure DevOps PAT: 76 characters before its marker
+    text = f"Here: {token} end"
+    cut = text.index("AZDO") + len("AZDO")
+    assert SecretsDetector().hold(text[:cut]) >= 80
+    assert found(text) == [("azure_devops_pat", token)]

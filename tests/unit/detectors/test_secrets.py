@@ -318,7 +318,9 @@ def test_hold_is_sound(before, after, label, seed):
     check_streamed(SecretsDetector(), f"{before} {secret}{after}", seed % 7 + 1)
 
 
-SOUP = WORDS + [crc_token("ghp_"), "password=Zq8vL2mN4p", "AKIA" + "Q" * 16, "IDENTIFIED BY ", "Zq8vL2mN4p"]
+SOUP = WORDS + [crc_token("ghp_"), "password=Zq8vL2mN4p", "AKIA" + "Q" * 16, "IDENTIFIED BY ", "Zq8vL2mN4p",
+                "AWS secret access key: ", "with secret ", " is ", "Zq8vL2mN4pR7sT1wQa9xYb3K", "aio_", "SU",
+                "Mx9" + r(B64, 61), "machine h login u password "]
 
 
 @settings(max_examples=40, deadline=None)
