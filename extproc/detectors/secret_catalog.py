@@ -11,17 +11,13 @@ ninth run of blanks after the keyword, which keeps the streaming hold short on p
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from extproc.detectors.secret_formats import check_format, groups
 from extproc.detectors.secret_rules import GENERIC_RULES, NOT_SECRET, PROVIDER_RULES, Rule, mixed
-from extproc.detectors.secret_values import WORDS, classes, entropy, is_placeholder
+from extproc.detectors.secret_values import WORDS, classes, entropy, is_placeholder, looks_random
 
 B, HX, AN = r"\b", "[0-9a-f]", "[A-Za-z0-9]"
-# on one short value (see secret_values.py on why not RE2)
-_NOT_ALNUM, _NOT_ALPHA = re.compile("[^A-Za-z0-9]"), re.compile("[^A-Za-z]")
-_DIGIT_RUNS, _CASE_RUNS = re.compile("[0-9]+|[A-Za-z]+"), re.compile("[A-Z]+|[a-z]+")
 _NETRC_GAP = r"(?:[ \t]{1,16}|[ \t]{0,16}\r?\n[ \t]{0,16})"
 
 
@@ -63,9 +59,9 @@ TAIL_RULES: tuple[Rule, ...] = (
 # ---- keyword context ---------------------------------------------------------------------------------
 
 _KEYWORDS = ("key", "secret", "token", "password", "passwd", "pwd", "credential", "credentials", "apikey",
-             "access", "private", "auth", "bearer", "login", "pat")
+             "access", "private", "auth", "bearer", "login")  # not `pat`: HTTP PATCH in every API doc
 _CONNECTORS = "is|are|was|key|token|secret|access|private|api|id|code|value|to|default"
-_SEPS = r"[:=>\"'`(\[{,.|-]{1,3}"
+_SEPS = r"[:=>\"'`.|-]{1,3}"  # not `(`, `[`, `{` or `,`: calls and lists of names in code
 _WG = rf"(?:{_SEPS}|(?i:{_CONNECTORS}))"  # a separator or connector word; blanks go between
 _SUFFIX = r"(?P<suf>(?:[A-Z_.][A-Za-z0-9_.]{0,23})?)"  # no digit or dash first: those start values
 _NL = rf"\r?\n[ \t]{{0,16}}(?:{_WG}[ \t]{{0,16}}){{0,2}}"
@@ -87,20 +83,6 @@ def keyword_value(groups: dict[str, Any], params: Any) -> float | None:
     if "--" in gap or not NOT_SECRET.isdisjoint(w.lower() for w in WORDS.findall(key)) or is_placeholder(key):
         return None  # (a dash run: PEM armor such as `PUBLIC KEY-----`; `your-api-key-here-...`)
     return 0.7 if looks_random(value, params.min_entropy) else None
-
-
-def looks_random(value: str, min_entropy: float = 3.0) -> bool:
-    """Letter/digit alternation, length and entropy: what separates `a1b2c3...` keys from words like
-    `invalid123`, `difference` or `v2`."""
-    alnum = _NOT_ALNUM.sub("", value)
-    if len(alnum) < 8 or entropy(value) < min_entropy:
-        return False
-    if alnum.isdigit():
-        return len(alnum) >= 16
-    switches = len(_DIGIT_RUNS.findall(alnum)) - 1  # runs of digits and of letters, less one
-    case_switches = len(_CASE_RUNS.findall(_NOT_ALPHA.sub("", alnum))) - 1
-    return ((switches >= 2 and len(alnum) >= 8) or (switches >= 1 and len(alnum) >= 16)
-            or (classes(value) >= 2 and len(alnum) >= 20 and case_switches >= 4))
 
 
 CONTEXT_RULES: tuple[Rule, ...] = (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.detectors.patterns import compile_re2
-from extproc.detectors.secret_values import entropy
+from extproc.detectors.secret_values import entropy, wordy
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,8 @@ def assignment(groups: dict[str, Any], params: Any) -> float | None:
         return None
     if password:
         return 0.6 if entropy(value) >= params.min_password_entropy else None
+    if wordy(value):  # `token = OAuth2Credentials(...)`: a name made of words (people may choose such passwords)
+        return None
     classes = sum(any(f(c) for c in value) for f in (str.isupper, str.islower, str.isdigit, _symbol))
     return 0.7 if classes >= 2 and entropy(value) >= params.min_entropy else None
 

@@ -20,6 +20,8 @@ from collections import Counter
 _PLACEHOLDER = re.compile(
     r"example|your|placeholder|redacted|changeme|dummy|x{4,}|\*{3,}|<[\w .-]*>|\$\{|\{\{", re.IGNORECASE)
 WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")  # the words of a key name: DB_PASSWORD, tokenUrl
+_NOT_ALNUM, _DIGIT_RUNS = re.compile("[^A-Za-z0-9]"), re.compile("[0-9]+|[A-Za-z]+")
+_READABLE, _SHOUTED = re.compile("[A-Z]?[a-z]{3,}"), re.compile("(?<![A-Za-z])[A-Z]{3,}(?![a-z])")
 
 
 _CLOG = [0.0] + [c * math.log2(c) for c in range(1, 4097)]
@@ -47,3 +49,37 @@ def classes(value: str) -> int:
 def is_placeholder(value: str) -> bool:
     bare = value.strip("-_.=+/")
     return len(set(bare)) <= 1 or _PLACEHOLDER.search(value) is not None
+
+
+def looks_random(value: str, min_entropy: float = 3.0) -> bool:
+    """Letter/digit alternation, length and entropy: what separates `a1b2c3...` keys from words like
+    `invalid123`, `difference` or `v2`; and few readable words, unlike `OAuth2Credentials` or
+    `base64.urlsafe_b64encode` in code."""
+    alnum = _NOT_ALNUM.sub("", value)
+    if len(alnum) < 8 or entropy(value) < min_entropy:
+        return False
+    if alnum.isdigit():
+        return len(alnum) >= 16
+    switches = len(_DIGIT_RUNS.findall(alnum)) - 1  # runs of digits and of letters, less one
+    return not wordy(value) and (switches >= 2 or (switches >= 1 and len(alnum) >= 16))
+
+
+def wordy(value: str) -> bool:
+    """Mostly runs of three or more lower-case letters whose letter pairs are those of English words (`th`,
+    `er`, `on`...: most pairs of a word, few of random letters): an identifier made of words."""
+    if "__" in value:  # a dunder or generated name: `____type__matcher__v3__.StringMatcher`
+        return True
+    value = _SHOUTED.sub(lambda m: m.group().lower(), value)  # constants: `winreg.KEY_WOW64_32KEY`
+    runs = [run.lower() for run in _READABLE.findall(value)]
+    if sum(map(len, runs)) < 0.6 * len(_NOT_ALNUM.sub("", value)):
+        return False
+    pairs = [run[i : i + 2] for run in runs for i in range(len(run) - 1)]
+    return sum(pair in _COMMON_PAIRS for pair in pairs) >= 0.5 * len(pairs)
+
+
+# the ~110 most frequent letter pairs of English text (a fact of the language; one in six of all pairs)
+_COMMON_PAIRS = frozenset(
+    "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me "
+    "de hi ri ro ic ne ea ra ce li ch ll be ma si om ur ca el ta la ns di fo ho pe ec pr no ct us ac ot "
+    "il tr ly nc et ut ss so rs un lo wa ge ie wh ee wi em ad ol rt po we na ul ni ts mo ow pa im mi ai "
+    "sh ir su id os iv ia am fi ci vi".split())

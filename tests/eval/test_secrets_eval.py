@@ -23,7 +23,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 REPORT = Path(__file__).resolve().parents[2] / "docs" / "eval" / "secrets.md"
 COMMAND = ".venv/bin/pytest -m eval tests/eval/test_secrets_eval.py -s"
 HIGH_ENTROPY = "high_entropy_non_secrets"
-RECALL_FLOOR = 0.87  # measured 88.3 % (goal 98 %): a regression guard, not the goal
+RECALL_FLOOR = 0.86  # measured 87.4 % (goal 98 %): a regression guard, not the goal
 # for reading only: keyword assignments and CredSweeper's single lines of multi-line keys
 ASSIGNMENTS = {
     "Generic Password", "Generic Secret", "Generic API Key", "Generic Username and Password", "Password",

@@ -61,6 +61,12 @@ def test_a_secret_written_in_prose_is_found_exactly(template):
     "The key is invalid123 and the token was v2 of the protocol, access level 3.",
     "-----BEGIN PUBLIC KEY-----\n" + r(B64, 64) + "\n-----END PUBLIC KEY-----",
     "max_tokens: 4096, key_id: 1234567890abcdef12, public_key: " + r(ALNUM, 30),
+    # code: identifiers made of words after a secret word are names, not values
+    "class OpenTelemetryAccessLogConfig(betterproto2.Message):\n    pass",
+    "credential: ____transport_sockets__tls__v3__.SdsSecretConfig",
+    "token = OAuth2Credentials(base64.urlsafe_b64encode(secret_bytes))",
+    '__all__ = ["AccessTokenProvider", "SecretsManagerClient2", "PrivateKeyLoader"]',
+    "- HTTP: `PATCH /v1/messages/123456` updates a message.",
 ])
 def test_prose_that_merely_mentions_keys_is_not_a_secret(text):
     assert found(text) == []
