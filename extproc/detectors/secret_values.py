@@ -32,9 +32,9 @@ def entropy(value: str) -> float:
     n = len(value)
     if n == 0:
         return 0.0
-    counts = Counter(value).values()
-    total = sum(map(_CLOG.__getitem__, counts)) if n < len(_CLOG) else sum(c * math.log2(c) for c in counts)
-    return math.log2(n) - total / n
+    if n >= len(_CLOG):
+        return math.log2(n) - sum(c * math.log2(c) for c in Counter(value).values()) / n
+    return math.log2(n) - sum(_CLOG[value.count(c)] for c in set(value)) / n  # short values: no Counter
 
 
 _UPPER, _LOWER, _DIGITS = frozenset(string.ascii_uppercase), frozenset(string.ascii_lowercase), frozenset(string.digits)
@@ -69,7 +69,8 @@ def wordy(value: str) -> bool:
     `er`, `on`...: most pairs of a word, few of random letters): an identifier made of words."""
     if "__" in value:  # a dunder or generated name: `____type__matcher__v3__.StringMatcher`
         return True
-    value = _SHOUTED.sub(lambda m: m.group().lower(), value)  # constants: `winreg.KEY_WOW64_32KEY`
+    if _SHOUTED.search(value):
+        value = _SHOUTED.sub(lambda m: m.group().lower(), value)  # constants: `_FIELD2ATTR`, `KEY_READ`
     runs = [run.lower() for run in _READABLE.findall(value)]
     if sum(map(len, runs)) < 0.6 * len(_NOT_ALNUM.sub("", value)):
         return False
