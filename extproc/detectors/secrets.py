@@ -1,4 +1,6 @@
-"""Credentials in prompts and responses: provider token formats plus keyword assignments (`secret_rules.py`).
+"""Credentials in prompts and responses: provider token formats and keyword assignments (`secret_rules.py`), a
+table of the long tail of prefixed formats (`secret_formats.py`), secret words in prose and lone PEM lines
+(`secret_catalog.py`, which lists every rule); value tests and the one placeholder rule in `secret_values.py`.
 
     detector: secrets
     params: {exclude: [jwt], min_entropy: 3.0}
