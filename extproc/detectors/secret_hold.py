@@ -18,6 +18,7 @@ from extproc.model import Finding
 
 FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(65, 91)}, "\u017f": "s", "\u212a": "k"})
 _IDENT = string.ascii_letters + string.digits + "_.-\u017f\u212a"
+_WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")  # RE2's \b is ASCII
 
 Matches = Callable[[str], list[tuple[Finding, int]]]
 
@@ -44,8 +45,8 @@ class SecretHold:
         self.longest = max((len(p) for parts in self.partials for p in parts), default=0)
         # The ignore-case trie also takes every character FOLD maps onto a key, so it reads the text unfolded.
         self.suffix_tries = (_suffix_trie(self.partials[False], {}), _suffix_trie(self.partials[True], _UNFOLD))
-        # Every anchor in any case: a superset of what the candidates and the prefilter look for.
-        self.any_anchor = compile_re2(f"(?i:{_alternation({a for a, _ in anchors})})") if anchors else None
+        self.word_start = frozenset(r for r, c in enumerate(rules) if c.rule.prefix() == r"\b")
+        self.any_anchor = _any_anchor(anchors, self.word_start)
         self.lead_ins = {r: (c.span, c.rule.lead_in + max(map(len, c.anchors)) - 1)
                          for r, c in enumerate(rules) if c.rule.lead_in}
         shapes = set(self.lead_ins.values())  # a wider span and reach always start no later: keep the widest
@@ -97,8 +98,11 @@ class SecretHold:
                 for anchor, window, rules in self.windows[fold][key]:
                     i = hay.find(anchor, max(0, n - window))
                     while i != -1:
+                        # no match of a `\b` rule starts at an anchor glued to a word character before it
+                        glued = i > 0 and hay[i - 1] in _WORD_CHARS
                         for r in rules:
-                            candidates.setdefault(r, []).append(i)
+                            if not (glued and r in self.word_start):
+                                candidates.setdefault(r, []).append(i)
                         i = hay.find(anchor, i + 1)
         best = n
         for r, positions in candidates.items():
@@ -106,6 +110,18 @@ class SecretHold:
             known = self._rule_start(r, folded if c.rule.ignore_case else tail, run)
             best = min(best, _earliest_start(c, tail, sorted(set(positions)), known))
         return best
+
+
+def _any_anchor(anchors: dict[tuple[str, bool], list[int]], word_start: frozenset[int]) -> Any:
+    """Every anchor where its rules could use it: a superset of what the candidates and the prefilter look
+    for. Case-sensitive anchors are looked for as written, after a word boundary when all their rules start
+    with one (a two-letter prefix inside a base64 run then wakes nothing up); the others in any case."""
+    bounded = {a for (a, fold), rs in anchors.items() if not fold and all(r in word_start for r in rs)}
+    exact = {a for (a, fold) in anchors if not fold} - bounded
+    folded = {a for (a, fold) in anchors if fold}
+    parts = [f"\\b(?:{_alternation(bounded)})" if bounded else "", _alternation(exact),
+             f"(?i:{_alternation(folded)})" if folded else ""]
+    return compile_re2("|".join(p for p in parts if p)) if anchors else None
 
 
 _END = ""  # trie key marking that a partial ends at this node (characters are never empty)
@@ -141,7 +157,7 @@ def _earliest_start(c: Any, tail: str, positions: list[int], best: int) -> int:
     n, hit = len(tail), (-1, -1)  # hit: the first stop hit after the last candidate, (n + 1, n + 1) if none
     lo = max(0, n - (c.span - 1))
     for p in positions:
-        if p >= best:
+        if p - c.rule.lead_in >= best:  # a start before `best` is still possible while its lead-in reaches back
             break
         if p < lo:
             continue

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import re
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from extproc.detectors.patterns import compile_re2
+from extproc.detectors.secret_values import entropy, wordy
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,9 @@ class Rule:
     closure: str | None = None  # matches every proper prefix of `lead` (a superset is fine): still undecided
     stop: str | None = None  # no match runs past the end of this regex's first hit after the anchor
     max_len: int | None = None  # cap for bodies RE2 cannot bound ({n,m} is limited to 1000)
-    check: Callable[[dict[str, Any], Any], float | None] | None = None  # score, or None to drop the match
+    check: Callable[[dict[str, Any], Any], Any] | None = None  # score, (label, score, length) or None: drop
     priority: int = 2  # overlapping findings of lower priority are dropped
+    labels: tuple[str, ...] = ()  # further labels `check` may give (a table of formats behind one rule)
 
     def prefix(self) -> str:
         if self.lead_in:
@@ -50,12 +50,6 @@ class Rule:
 
     def needle(self) -> str:  # what every match contains: the prefilter looks for this
         return (self.prefix() if self.pre else "") + self.anchor_group() + (self.lead or "")
-
-
-def entropy(value: str) -> float:
-    """Shannon entropy in bits per character."""
-    counts = Counter(value)
-    return -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values()) if value else 0.0
 
 
 def crc32_token(groups: dict[str, Any], _params: Any) -> float:
@@ -207,7 +201,7 @@ PROVIDER_RULES: tuple[Rule, ...] = (
 
 # ---- generic assignments: `password = ...`, `"api_key": "..."`, `--token X`, `IDENTIFIED BY '...'` ------
 
-_NOT_SECRET = frozenset(  # words in a key name that say its value is not the secret itself
+NOT_SECRET = frozenset(  # words in a key name that say its value is not the secret itself
     "label field input prompt text hint placeholder message error policy regex pattern length len min max "
     "count type name id ids url uri endpoint path file dir env header param enabled required reset forgot "
     "expiry expires expiration ttl timeout date time format mode method version size limit usage index hash "
@@ -219,7 +213,7 @@ _PLACEHOLDER = compile_re2(  # templates, variables, masks, CSS selectors and th
     r"|your|example|sample|dummy|placeholder|redacted|changeme|replace", ignore_case=True)
 _CODE = compile_re2(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|[A-Za-z_]+")  # dotted names, bare identifiers
 _LITERAL = compile_re2(r"[0-9.:+-]+|true|false|null|none|nil|undefined|empty", ignore_case=True)
-_WORD = compile_re2(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")  # the words of a key name: DB_PASSWORD, tokenUrl
+WORD = compile_re2(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")  # the words of a key name: DB_PASSWORD, tokenUrl
 
 
 def assignment(groups: dict[str, Any], params: Any) -> float | None:
@@ -230,11 +224,13 @@ def assignment(groups: dict[str, Any], params: Any) -> float | None:
     # cheap tests first: each RE2 call costs microseconds through the Python wrapper
     if len(value) < (6 if password else 8) or len(set(value)) < 4 or (not literal and _CODE.fullmatch(value)):
         return None
-    words = {w.lower() for w in _WORD.findall(key)}
-    if words & _NOT_SECRET or not _plausible(value, groups["kw"], literal, password):
+    words = {w.lower() for w in WORD.findall(key)}
+    if words & NOT_SECRET or not _plausible(value, groups["kw"], literal, password):
         return None
     if password:
         return 0.6 if entropy(value) >= params.min_password_entropy else None
+    if wordy(value):  # `token = OAuth2Credentials(...)`: a name made of words (people may choose such passwords)
+        return None
     classes = sum(any(f(c) for c in value) for f in (str.isupper, str.islower, str.isdigit, _symbol))
     return 0.7 if classes >= 2 and entropy(value) >= params.min_entropy else None
 
@@ -286,6 +282,3 @@ GENERIC_RULES: tuple[Rule, ...] = (
          _SUFFIX + r"(?:[ \t]{1,4}|=)" + _VALUE, lead=_SUFFIX + r"(?:[ \t]{1,4}|=)",
          **{**_GENERIC, "pre": _FLAG}),
 )
-
-RULES: tuple[Rule, ...] = PROVIDER_RULES + GENERIC_RULES
-LABELS: tuple[str, ...] = tuple(dict.fromkeys(rule.label for rule in RULES))

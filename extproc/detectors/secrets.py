@@ -1,4 +1,6 @@
-"""Credentials in prompts and responses: provider token formats plus keyword assignments (`secret_rules.py`).
+"""Credentials in prompts and responses: provider token formats and keyword assignments (`secret_rules.py`), a
+table of the long tail of prefixed formats (`secret_formats.py`), secret words in prose and lone PEM lines
+(`secret_catalog.py`, which lists every rule); value tests and the one placeholder rule in `secret_values.py`.
 
     detector: secrets
     params: {exclude: [jwt], min_entropy: 3.0}
@@ -28,8 +30,11 @@ from extproc.detectors import register
 from extproc.detectors.base import Detector
 from extproc.detectors.hold import chars_of, folds
 from extproc.detectors.patterns import compile_re2
+from extproc.detectors.secret_catalog import ALL_LABELS as LABELS
+from extproc.detectors.secret_catalog import FRAGMENT, FRAGMENT_LABEL, RULES, fragment_hold, fragment_value
 from extproc.detectors.secret_hold import FOLD, SecretHold
-from extproc.detectors.secret_rules import LABELS, RULES, Rule
+from extproc.detectors.secret_rules import Rule
+from extproc.detectors.secret_values import is_placeholder
 from extproc.model import Finding
 
 _CONTINUATION, _UTF8 = bytes(range(0x80, 0xC0)), ("utf-8", "surrogatepass")
@@ -75,8 +80,10 @@ class SecretsDetector(Detector):
         super().__init__(params)
         p = self.params
         wanted = set(LABELS if p.include is None else p.include) - set(p.exclude)
-        self._rules = [_compiled(i) for i, rule in enumerate(RULES) if rule.label in wanted]
-        self._prefilter = _prefilter(tuple(r.rule for r in self._rules)) if self._rules else None
+        self._wanted, self._fragments = frozenset(wanted), FRAGMENT_LABEL in wanted
+        self._rules = [_compiled(i) for i, rule in enumerate(RULES) if wanted & {rule.label, *rule.labels}]
+        rules = tuple(r.rule for r in self._rules)
+        self._prefilter = _prefilter(rules, self._fragments) if rules or self._fragments else None
         self.max_span = max((r.span for r in self._rules), default=1)
         self._hold = SecretHold(self._rules, self.max_span)
 
@@ -88,24 +95,58 @@ class SecretsDetector(Detector):
         if not text or self._prefilter is None:
             return []
         data = text.encode(*_UTF8)
-        found = [f for i in self._prefilter.Match(data) or () for f in self._scan(self._rules[i], data)]
+        hits, found = self._prefilter.Match(data) or (), []
+        for i in hits:
+            found += self._scan(self._rules[i], data) if i < len(self._rules) else _fragment_lines(data)
         return _dedupe(_to_chars(found, data, len(text)))
 
     def _scan(self, compiled: _Compiled, data: bytes) -> list[tuple]:
-        rule, index, out = compiled.rule, compiled.regex.groupindex, []
+        rule, index, out = compiled.rule, tuple(compiled.regex.groupindex.items()), []
         for m in compiled.regex.finditer(data):  # (the wrapper's groupdict() is quadratic in the groups)
-            spans = {name: m.span(i) for name, i in index.items()}
+            every = m._spans  # the wrapper's own list: one attribute read instead of a call per group
+            spans = {name: every[i] for name, i in index}
             groups = {name: data[a:b].decode(*_UTF8) for name, (a, b) in spans.items() if a != -1}
-            groups["match"] = data[spans["kw"][0] : m.end()].decode(*_UTF8)
-            score = rule.check(groups, self.params) if rule.check else rule.score
-            if score is not None:
-                name = next((g for g in _VALUE_GROUPS if g in groups), None)
-                start, end = spans[name] if name else m.span()
-                out.append((rule.label, m.start(), start, end, score, rule.priority, compiled.span))
+            groups["match"] = data[spans["kw"][0] : every[0][1]].decode(*_UTF8)
+            verdict = rule.check(groups, self.params) if rule.check else rule.score
+            if verdict is None:
+                continue
+            label, score, start, end = self._place(rule, verdict, spans, m)
+            body = max(start, spans["kw"][1]) if end - spans["kw"][1] >= 8 else start  # past a prefix
+            if label in self._wanted and not is_placeholder(data[body:end].decode(*_UTF8)):
+                out.append((label, every[0][0], start, end, score, rule.priority, compiled.span))
         return out
 
+    @staticmethod
+    def _place(rule: Rule, verdict: Any, spans: dict, m: Any) -> tuple[str, float, int, int]:
+        """Label, score and byte span of a match: a table check gives (label, score, length from the anchor);
+        otherwise the value group, or the whole match, is the secret."""
+        if isinstance(verdict, tuple):
+            label, score, length = verdict
+            return label, score, spans["kw"][0], spans["kw"][0] + length  # table tokens are ASCII
+        name = next((g for g in _VALUE_GROUPS if g in spans and spans[g][0] != -1), None)
+        start, end = spans[name] if name else m._spans[0]
+        return rule.label, verdict, start, end
+
     def hold(self, text: str) -> int:
-        return self._hold.hold(text, self.matches)
+        held = self._hold.hold(text, self.matches)
+        return max(held, fragment_hold(text)) if self._fragments else held
+
+
+_FRAGMENT, _ARMOR = compile_re2(FRAGMENT), compile_re2(r"-----(BEGIN|END) ([A-Z0-9 ]{1,60})-----")
+
+
+def _fragment_lines(data: bytes) -> list[tuple]:
+    """Lone base64 lines; not inside a visible certificate or public-key block (one walk over the armor
+    lines, so linear however many lines there are)."""
+    armor = [(m.start(), m.group(1) == b"BEGIN" and b"PRIVATE" not in m.group(2)) for m in _ARMOR.finditer(data)]
+    out, i, public = [], 0, False
+    for m in _FRAGMENT.finditer(data):
+        start, end = m.span(1)
+        while i < len(armor) and armor[i][0] < start:
+            public, i = armor[i][1], i + 1
+        if not public and fragment_value(data[start:end].decode()):
+            out.append((FRAGMENT_LABEL, start, start, end, 0.5, 1, 76))
+    return out
 
 
 def _to_chars(found: list[tuple], data: bytes, length: int) -> list[tuple]:
@@ -172,11 +213,13 @@ def _stop_class(rule: Rule) -> str | None:
 
 
 @cache
-def _prefilter(rules: tuple[Rule, ...]) -> Any:
+def _prefilter(rules: tuple[Rule, ...], fragments: bool) -> Any:
     options = re2.Options()
     options.max_mem = 64 << 20
     prefilter = re2.Set.SearchSet(options)
     for rule in rules:
         prefilter.Add(rule.needle())
+    if fragments:
+        prefilter.Add(FRAGMENT)
     prefilter.Compile()
     return prefilter
