@@ -213,7 +213,7 @@ Try:
     -d '{{"model":"demo","messages":[{{"role":"user","content":"hello"}}]}}'
   curl -sN {base}/api/chat -d '{{"model":"demo","messages":[{{"role":"user","content":"please leak"}}]}}'
   curl -s -i {base}/v1/chat/completions -H 'content-type: application/json' \\
-    -d '{{"model":"demo","messages":[{{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE"}}]}}'
+    -d '{{"model":"demo","messages":[{{"role":"user","content":"my key is AKIAZ7QW3RT5YUI2OP4L"}}]}}'
 Press Ctrl-C to stop.""", flush=True)
 
 

@@ -82,7 +82,7 @@ def test_up_serves_the_demo_model_through_envoy_and_stops_on_ctrl_c(tmp_path):
         content = json.loads(body)["message"]["content"]
         assert status == 200 and "[OPENAI_API_KEY]" in content and "sk-proj-" not in content
         status, body = post(port, "/v1/chat/completions",
-                            {"model": "demo", "messages": [{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLE"}]})
+                            {"model": "demo", "messages": [{"role": "user", "content": "key AKIAZ7QW3RT5YUI2OP4L"}]})
         assert status == 403 and json.loads(body)["error"]["code"] == "policy_violation"
         status, body = post(port, "/v1/responses", {"model": "demo", "input": "please leak"})
         text = json.loads(body)["output"][0]["content"][0]["text"]

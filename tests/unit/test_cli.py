@@ -117,7 +117,7 @@ def test_malformed_test_cases_are_one_line(files, cases, problem):
 
 
 def test_well_formed_cases_still_run(files):
-    (files / "c.yaml").write_text("cases:\n  - {text: 'key AKIAIOSFODNN7EXAMPLE', expect: deny}\n")
+    (files / "c.yaml").write_text("cases:\n  - {text: 'key AKIAZ7QW3RT5YUI2OP4L', expect: deny}\n")
     done = extproc("policy", "test", str(files / "p.yaml"), "--cases", str(files / "c.yaml"))
     assert done.returncode == 0 and "1 passed, 0 failed" in done.stdout
 
