@@ -37,6 +37,7 @@ from extproc.model import Segment
 from extproc.shapes.base import Shape
 from extproc.shapes.generic_json import NAME as GENERIC
 from extproc.stream_scan import StreamScanner
+from extproc.work_budget import WorkBudget
 
 _log = logs.get("extproc.session")
 CONTINUE_REQUEST_BODY = envoy.body_reply("request")
@@ -84,6 +85,7 @@ class Session:
         self.messages = 0
         self.asked_for_usage = False
         self.budget = Budget()  # normalisation work allowed for this whole exchange
+        self.work = WorkBudget(self.settings.max_exchange_cpu_ms)  # detector CPU allowed for this exchange
         self.started = time.monotonic()
         self.finished = False
         self.checks: ExchangeChecks | None = None  # set when checks apply to this exchange
@@ -308,7 +310,7 @@ class Session:
 
     def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
         """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
-        found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize)
+        found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize, self.work)
         if direction == "request" and found:
             found = conversation.place_hits(found, segments, self.shape.messages_field)
         self.verdict.hits.extend(hit for _, hit in found)
@@ -369,6 +371,7 @@ class Session:
                              self.settings.max_stream_held_bytes, self.settings.on_stream_limit,
                              self.settings.max_response_bytes, strip_usage=self.asked_for_usage,
                              normalized=self.settings.normalize, notice=self.settings.stream_deny_notice,
+                             work=self.work,
                              **(self.checks.scanner_hooks() if self.checks else {}))
 
     def _on_response_body(self, msg: Any) -> pb.ProcessingResponse:

@@ -28,6 +28,7 @@ from extproc.policy.engine import Hit, decide, observe_detector_time, scan_text
 from extproc.redact import Span
 from extproc.shapes.base import Shape, set_path
 from extproc.tool_calls import ToolCallAssembler
+from extproc.work_budget import WorkBudget
 
 RAW_KEY = "__raw_record__"
 OTHER_KEY = "__other__"
@@ -68,9 +69,10 @@ class StreamScanner:
     def __init__(self, shape: Shape, framing: str, rules: tuple[CompiledRule, ...], max_held: int,
                  on_limit: str, max_total: int | None = None, strip_usage: bool = False,
                  normalized: bool = True, on_payload: Any = None, on_tool_call: Any = None,
-                 hold_tool_calls: bool = True, notice: str = "auto") -> None:
+                 hold_tool_calls: bool = True, notice: str = "auto", work: WorkBudget | None = None) -> None:
         self.shape = shape
         self.notice = notice
+        self.work = work  # the exchange's detector CPU budget
         # Called with every complete assistant tool call (checks); may raise to end the stream. With
         # `hold_tool_calls`, no record carrying a piece of a call is released before the call was checked.
         self.on_tool_call = on_tool_call
@@ -264,7 +266,7 @@ class StreamScanner:
         if boundary <= kt.released:
             return
         hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized,
-                         self.detector_seconds)
+                         self.detector_seconds, self.work)
         boundary = _pull_back(boundary, [h for h in hits if h.rule.changes_text], kt.released)
         settled = [h for h in hits if kt.released + h.finding.end <= boundary]
         self._settle(kt, settled)

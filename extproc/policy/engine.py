@@ -20,11 +20,14 @@ from extproc.model import Finding, Segment
 from extproc.normalize import Budget, normalize
 from extproc.policy.compile import CompiledRule
 from extproc.redact import Span, merge_spans, replacement_for
+from extproc.work_budget import WorkBudget, cpu_now
 
 # A failed detector (error) outranks redact: a redaction that may be incomplete is not sent; a definite deny
 # outranks it: the client then gets the policy's reason.
 ACTION_RANK = {"allow": 0, "annotate": 1, "redact": 2, "error": 3, "deny": 4}
 DETECTOR_FAILED = "detector_failed"
+WORK_BUDGET_SPENT = "work_budget_spent"
+_NOT_RUN = frozenset((DETECTOR_FAILED, WORK_BUDGET_SPENT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +62,23 @@ class Verdict:
         return sorted({h.rule.id for h in self.hits})
 
 
-def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None) -> list[Finding]:
-    """`detector.find` under the rule's on_error; its time is observed, or added to `timings` (streams observe
-    one sum per detector when they end, instead of a histogram sample per chunk)."""
+def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None,
+                 work: WorkBudget | None = None) -> list[Finding]:
+    """`detector.find`, its time observed (or added to `timings`: streams observe one sum per detector when they
+    end) and charged to the exchange's `work` budget. A failure, or a budget already spent, is a finding of
+    its own label, which decide() turns into the rule's on_error."""
     detector = rule.detector
-    started = time.perf_counter()
+    if work is not None and work.spent:
+        return [Finding(detector.name, WORK_BUDGET_SPENT, 0, 0, 0.0)]
+    started, cpu = time.perf_counter(), cpu_now()
     try:
         return detector.find(text)
     except Exception:  # an outcome, not a finding: decide() applies the rule's on_error
         metrics.ERRORS.labels(kind="detector").inc()
         return [Finding(detector.name, DETECTOR_FAILED, 0, 0, 0.0)]
     finally:
+        if work is not None:
+            work.charge(cpu_now() - cpu)
         elapsed = time.perf_counter() - started
         if timings is None:
             observe_detector_time(detector.name, elapsed)
@@ -131,10 +140,11 @@ def _is_hex(digits: str) -> bool:
     return len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits)
 
 
-def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None) -> list[Finding]:
+def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None,
+                  work: WorkBudget | None = None) -> list[Finding]:
     found: dict[tuple[str, int, int], Finding] = {}
     for scanned, to_original in views:
-        for finding in run_detector(rule, scanned, timings):
+        for finding in run_detector(rule, scanned, timings, work):
             if to_original is not None:
                 start, end = to_original(finding.start, finding.end)
                 finding = dataclasses.replace(finding, start=start, end=end)
@@ -146,7 +156,7 @@ def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, floa
 
 def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: str,
               budget: Budget | None = None, normalized: bool = True,
-              timings: dict[str, float] | None = None) -> list[Hit]:
+              timings: dict[str, float] | None = None, work: WorkBudget | None = None) -> list[Hit]:
     """All hits of `rules` in one piece of text; rules sharing a detector instance run it once."""
     hits: list[Hit] = []
     cache: dict[int, list[Finding]] = {}
@@ -156,9 +166,9 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings)
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings, work)
         for finding in cache[key]:
-            if finding.label == DETECTOR_FAILED:
+            if finding.label in _NOT_RUN:
                 if rule.on_error == "fail_closed":
                     hits.append(Hit(rule, finding, "", direction, action_taken="error"))
             elif finding.score >= rule.min_score:
@@ -167,10 +177,11 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
 
 
 def scan_segments(rules: tuple[CompiledRule, ...], segments: list[Segment], direction: str,
-                  budget: Budget | None = None, normalized: bool = True) -> list[tuple[int, Hit]]:
+                  budget: Budget | None = None, normalized: bool = True,
+                  work: WorkBudget | None = None) -> list[tuple[int, Hit]]:
     found: list[tuple[int, Hit]] = []
     for index, segment in enumerate(segments):
-        for hit in scan_text(rules, segment.text, segment.role, direction, budget, normalized):
+        for hit in scan_text(rules, segment.text, segment.role, direction, budget, normalized, work=work):
             found.append((index, hit))
     return found
 
@@ -206,6 +217,9 @@ def decide(hits: list[Hit] | list[tuple[int, Hit]]) -> Decision:
 
 def _refusal(action: str, hits: list[Hit]) -> GatewayError | None:
     rules = tuple(sorted({h.rule.id for h in hits}))
+    if action == "error" and any(h.finding.label == WORK_BUDGET_SPENT for h in hits):
+        return PolicyUnavailable(f"the exchange used up its detector CPU budget; rule(s) {', '.join(rules)} "
+                                 "fail closed", code="work_budget_exceeded", rules=rules)
     if action == "error":
         detectors = ", ".join(sorted({repr(h.finding.detector) for h in hits}))
         return PolicyUnavailable(f"detector {detectors} failed; rule(s) {', '.join(rules)} fail closed",

@@ -127,6 +127,9 @@ class Settings(Strict):
         False, description="ask OpenAI-style streams for usage (stream_options.include_usage) and hide it "
         "from clients that did not ask; usage is recorded in the audit record")
     annotate_header: str = Field("x-llm-policy", pattern=r"^[a-z0-9-]+$")
+    max_exchange_cpu_ms: int | None = Field(
+        2000, ge=1, description="detector CPU one exchange may use (both directions, streams included); past "
+        "it, rules not yet run apply their on_error (fail_closed: 503 work_budget_exceeded). null: no limit")
     stream_deny_notice: Literal["auto", "error", "content", "both"] = Field(
         "auto", description="how a stream ended by a deny tells the user: the API's error event, a last "
         "assistant text chunk then the stream's normal end (chat UIs that drop error events), or both; auto "

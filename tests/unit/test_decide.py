@@ -68,3 +68,17 @@ def test_a_failing_detector_is_an_outcome_by_on_error(on_error, expected):
     assert decision.action == expected
     if expected == "error":
         assert decision.refusal.status == 503 and "boom" in decision.refusal.message
+
+
+@pytest.mark.parametrize(("on_error", "expected"), [("fail_closed", "error"), ("fail_open", "allow")])
+def test_a_spent_work_budget_applies_on_error_to_the_rules_not_yet_run(on_error, expected):
+    from extproc.work_budget import WorkBudget
+    work = WorkBudget(1)  # one millisecond of detector CPU for the whole exchange
+    compiled = rule("r", "redact", on_error=on_error)
+    text = "x K1 " * 40_000
+    first = scan_text((compiled,), text, "user", "request", normalized=False, work=work)
+    assert work.spent and first  # the detector that was running finishes; its findings stand
+    decision = decide(scan_text((compiled,), "K2", "user", "request", normalized=False, work=work))
+    assert decision.action == expected
+    if expected == "error":
+        assert decision.refusal.code == "work_budget_exceeded" and decision.refusal.status == 503
