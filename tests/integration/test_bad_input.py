@@ -294,7 +294,9 @@ def test_no_5xx_from_the_service_and_no_secret_in_logs(stack):
     assert records
     statuses = [r.get("status_sent") for r in records if r.get("status_sent")]
     assert all(400 <= s < 500 for s in statuses), statuses
-    assert not [r for r in records if r.get("decision") == "error"]
+    # Envoy's own refusals (413 over its buffer, ...) are recorded as `error` with `local_reply`; the service
+    # itself never errs here.
+    assert not [r for r in records if r.get("decision") == "error" and not r.get("local_reply")]
     service_log = stack.log("service")
     assert '"message_failed"' not in service_log
     for secret in (AWS_KEY, SECRET):
