@@ -20,7 +20,6 @@ import grpc
 
 from extproc import envoy, metrics, pb
 from extproc.server import ServeOptions, grpc_options
-from extproc.session import is_json_media
 
 # The service's own per-message histogram, so the benchmark counts messages the same way for both.
 MESSAGES = {kind: metrics.MESSAGE_SECONDS.labels(phase=kind) for kind in
@@ -69,6 +68,12 @@ def main() -> None:
     args = parser.parse_args()
     metrics.serve_metrics(args.metrics_listen)
     asyncio.run(serve(args.listen))
+
+
+def is_json_media(content_type: str) -> bool:
+    """Whether a Content-Type value (parameters allowed) is JSON: such responses are buffered and inspected."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,11 @@ class PolicyUnavailable(GatewayError):
     status = 503
     code = "policy_error"
     error_type = "server_error"
+
+
+def decision_of(exc: GatewayError) -> str:
+    """How a refusal is recorded: `reject` for requests the API cannot take (malformed, too large, encoded),
+    `deny` for policy (403) and budget (429) refusals, `error` for failures."""
+    if isinstance(exc, (MalformedRequest, PayloadTooLarge, UnsupportedEncoding)):
+        return "reject"
+    return "deny" if exc.status in (403, 429) else "error"

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
-from typing import Any
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc import digest, logs, metrics, pb
 from extproc.policy.reload import PolicyHolder, close_checks
-from extproc.session import LARGE_BODY_BYTES, Session
+from extproc.request_phase import LARGE_BODY_BYTES
+from extproc.session import Session
 from extproc.shadow import Shadow
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"

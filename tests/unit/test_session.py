@@ -309,7 +309,7 @@ def test_with_checks_a_large_body_is_scanned_off_the_event_loop(monkeypatch):
 
     from sessions import handle
 
-    from extproc.session import LARGE_BODY_BYTES
+    from extproc.request_phase import LARGE_BODY_BYTES
 
     threads: list[int] = []
     original = Session._request_rules
