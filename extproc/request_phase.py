@@ -32,13 +32,14 @@ class RequestPhase:
         self.headers = envoy.header_map(msg.headers)
         path = self.headers.get(":path", "/")
         method = self.headers.get(":method", "")
-        self.fields.update(request_id=self.headers.get("x-request-id", ""), method=method, path=path.split("?")[0])
+        record = self.record
+        record.request_id, record.method, record.path = self.headers.get("x-request-id", ""), method, path.split("?")[0]
         self.shape = shapes.for_path(path)
         if msg.end_of_stream and (self.shape is None or method != "POST"):
             return self._unknown_path(path, method)  # no body: nothing a model could read
         # A body on any path may be JSON a model server reads: it is read before anything is decided.
         self.shape = self.shape or shapes.all_shapes()[GENERIC]
-        self.fields["shape"] = self.shape.name
+        self.record.shape = self.shape.name
         if self.headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
             raise UnsupportedEncoding("compressed request bodies cannot be inspected; send them uncompressed "
                                       "(content-encoding: identity)")
@@ -51,10 +52,10 @@ class RequestPhase:
         """A request with no JSON body for a model: `unknown_paths` decides; read-only metadata that chat UIs
         need (model lists, versions) always passes."""
         self.shape = None
-        self.fields.pop("shape", None)
+        self.record.shape = None
         if self.settings.unknown_paths == "deny" and not shapes.is_metadata_path(method, path):
             raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
-        self.fields["decision"] = "pass"
+        self.record.decision = "pass"
         return envoy.headers_reply("request", mode=envoy.pass_through_mode())
 
     def _skip_unneeded_phases(self, path: str) -> pb.ProcessingMode | None:
@@ -73,7 +74,7 @@ class RequestPhase:
             return None
         if not request:
             self.response_rules = response_rules
-        self.fields["skipped_phases"] = [d for d, needed in (("request", request), ("response", response))
+        self.record.skipped_phases = [d for d, needed in (("request", request), ("response", response))
                                          if not needed]
         return envoy.phases_mode(request_body=request, response=response)
 
@@ -88,8 +89,8 @@ class RequestPhase:
         if doc is NOT_JSON:
             return self._non_json_body()
         parsed = self.shape.parse_request(doc)
-        exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
-        self.fields.update(model=parsed.model, stream=parsed.stream)
+        exchange = Exchange(self.record.path or "", self.shape.name, parsed.model, self.headers)
+        self.record.model, self.record.stream = parsed.model, parsed.stream
         clamped = limits.enforce(self.settings.limits, self.shape, parsed)
         check_rules = self.policy.checks_for(exchange)
         if check_rules:
@@ -113,18 +114,18 @@ class RequestPhase:
     def _non_json_body(self) -> pb.ProcessingResponse:
         """Not JSON, on a path no shape serves: not LLM traffic, so `unknown_paths` applies."""
         self.shape = None
-        self.fields.pop("shape", None)
+        self.record.shape = None
         if self.settings.unknown_paths == "deny":
             raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
-        self.fields["decision"] = "pass"
+        self.record.decision = "pass"
         return envoy.body_reply("request", mode=envoy.pass_through_mode())
 
     async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:
         assert self.checks is not None and self.shape is not None
         await self.checks.on_request()
         # A check may have rewritten the model (an alias): rules match on the model that is sent on.
-        exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
-        self.fields["model"] = parsed.model
+        exchange = Exchange(self.record.path or "", self.shape.name, parsed.model, self.headers)
+        self.record.model = parsed.model
         self.checks.ctx.exchange = exchange
         if self.large_body:  # as the server does for big bodies: scan in a thread, keep the event loop free
             return await asyncio.to_thread(self._request_rules, parsed, exchange, clamped or self.checks.ctx.changed)

@@ -26,27 +26,27 @@ class ResponsePhase:
         headers = envoy.header_map(msg.headers)
         status = int(headers.get(":status", "0") or 0)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        self.fields["status"] = status
+        self.record.status = status
         annotate = [(self.settings.annotate_header, self._annotation())]
         if self.checks is not None:
             self.checks.ctx.response_headers = headers
         marker = headers.get(LOCAL_REPLY_MARKER)
         if marker is not None:  # Envoy's own reply (413, 408, 503, ...): no upstream answer was inspected
             code = marker.partition("code=")[2].strip() or "gateway_error"
-            self.fields.update(decision="error", code=code, local_reply=True)
+            self.record.decision, self.record.code, self.record.local_reply = "error", code, True
             return envoy.headers_reply("response", mode=envoy.response_mode(envoy.NONE))
         wanted = bool(self.response_rules) or (self.checks is not None and self.checks.needs_response)
         # Error bodies are inspected too: they echo prompts.
         if self.shape is None or not wanted or msg.end_of_stream:
             return envoy.headers_reply("response", set_headers=annotate, mode=envoy.response_mode(envoy.NONE))
         remove = self._response_decoding(headers.get("content-encoding", "identity"))
-        if content_type in FRAMINGS or self.fields.get("stream"):
+        if content_type in FRAMINGS or self.record.stream:
             self.streamed_response = True  # the scanner's framing is chosen by the first bytes
-            self.fields["response_mode"] = "streamed"
+            self.record.response_mode = "streamed"
             return envoy.headers_reply("response", set_headers=annotate, remove=("content-length", *remove),
                                        mode=envoy.response_mode(envoy.STREAMED))
         self.buffered_response = True  # whatever the label says: JSON, SSE or text is found in the bytes
-        self.fields["response_mode"] = "buffered"
+        self.record.response_mode = "buffered"
         return envoy.headers_reply("response", set_headers=annotate, remove=remove,
                                    mode=envoy.response_mode(envoy.BUFFERED))
 
@@ -124,7 +124,7 @@ class ResponsePhase:
         """A complete body that is not one JSON document (SSE or JSON lines under any label, plain text,
         HTML, JSON another parser could read differently): scanned by the stream scanner in one go."""
         scanner = self._new_scanner(sniff(body, final=True) or "text")
-        self.fields["response_mode"] = "buffered_text"
+        self.record.response_mode = "buffered_text"
         out = scanner.finish(body)
         self.verdict.hits.extend(scanner.hits)
         self._record_usage(scanner.usage)

@@ -38,6 +38,7 @@ from extproc.request_phase import RequestPhase
 from extproc.response_phase import ResponsePhase
 from extproc.shapes.base import Shape
 from extproc.stream_scan import StreamScanner
+from extproc.record import ExchangeRecord
 from extproc.work_budget import WorkBudget
 
 _log = logs.get("extproc.session")
@@ -62,7 +63,7 @@ class Session(RequestPhase, ResponsePhase):
         self.shadow_of: Any = None  # the Shadow observing this exchange with a candidate policy, if any
         self.settings = policy.settings
         self.verdict = Verdict()
-        self.fields: dict[str, Any] = {"policy": policy.digest[:12]}
+        self.record = ExchangeRecord(policy=policy.digest[:12])
         self.headers: dict[str, str] = {}
         self.shape: Shape | None = None
         self.response_rules: tuple = ()
@@ -136,7 +137,7 @@ class Session(RequestPhase, ResponsePhase):
             return self._refuse(exc, kind)
         metrics.ERRORS.labels(kind="internal").inc()
         _log.error("message_failed", phase=kind, error_type=type(exc).__name__, where=logs.where(exc),
-                   request_id=self.fields.get("request_id"))
+                   request_id=self.record.request_id)
         return self._refuse(PolicyUnavailable("internal error while applying policy"), kind)
 
     def finish(self) -> Coroutine[Any, Any, None] | None:
@@ -154,25 +155,25 @@ class Session(RequestPhase, ResponsePhase):
         if self.messages == 0 or ((self.streamed_response or self.buffered_response) and not self.response_ended):
             # The stream ended before the service saw the whole exchange (Envoy timed out or gave up before the
             # first message arrived; the upstream reset, the client left or a timeout cut the response).
-            self.fields["incomplete"] = True
-            if self.buffered_response and "code" not in self.fields:
+            self.record.incomplete = True
+            if self.buffered_response and not self.record.refused():
                 # Envoy never handed over the body it was to buffer (over its buffer limit, upstream reset):
                 # the client got Envoy's own error, not an inspected answer, so the record must not say allow.
-                self.fields.update(decision="error", code="response_not_inspected")
-        self.fields["duration_ms"] = round((time.monotonic() - self.started) * 1000, 3)
+                self.record.decision, self.record.code = "error", "response_not_inspected"
+        self.record.duration_ms = round((time.monotonic() - self.started) * 1000, 3)
         if self.checks is not None:
-            self.fields.update(self.checks.ctx.fields)
+            self.record.checks.update(self.checks.ctx.fields)
         if self.shadow:
             return None
         if any(hit.rule.capture for hit in self.verdict.hits):
-            self.fields["exchange"] = self._recorded_exchange()
+            self.record.exchange = self._recorded_exchange()
         if self.shadow_of is not None:
-            self.fields["shadow"] = self.shadow_of.compare(self.fields.get("decision") or self.verdict.decision,
+            self.record.shadow = self.shadow_of.compare(self.record.decision or self.verdict.decision,
                                                            self.verdict.rule_ids())
-        audit.emit(self.fields, self.verdict, self.settings.audit_hits_per_rule)
+        audit.emit(self.record.as_fields(), self.verdict, self.settings.audit_hits_per_rule)
         if self.checks is None:
             return None
-        return self.checks.finish(self.fields.get("usage") or {}, self.response_ended and "code" not in self.fields)
+        return self.checks.finish(self.record.usage or {}, self.response_ended and not self.record.refused())
 
     # ---- trailers: never requested by our configs, answered correctly if they come ----------------------
     def _on_request_trailers(self, msg: Any) -> pb.ProcessingResponse:
@@ -190,7 +191,7 @@ class Session(RequestPhase, ResponsePhase):
             return envoy.trailers_reply("request" if kind == "request_trailers" else "response")
         self._record_error(exc, after_stream_start=False)
         body = self._error_shape().error_body(exc.status, exc.code, exc.message)
-        header = f"{self.fields['decision']}; code={exc.code}" + (f"; rules={','.join(exc.rules)}" if exc.rules else "")
+        header = f"{self.record.decision}; code={exc.code}" + (f"; rules={','.join(exc.rules)}" if exc.rules else "")
         headers = [(self.settings.annotate_header, header)]
         if getattr(exc, "retry_after", None) is not None:
             headers.append(("retry-after", str(max(1, int(exc.retry_after)))))
@@ -198,17 +199,16 @@ class Session(RequestPhase, ResponsePhase):
                                      details=f"llm_policy_{exc.code}", metadata=self._metadata())
 
     def _record_error(self, exc: GatewayError, after_stream_start: bool) -> None:
-        self.fields.update(
-            decision=decision_of(exc),
-            code=exc.code, reason=exc.message, status_sent=None if after_stream_start else exc.status,
-        )
+        record = self.record
+        record.decision, record.code, record.reason = decision_of(exc), exc.code, exc.message
+        record.status_sent = None if after_stream_start else exc.status
         if after_stream_start:
-            self.fields["ended_stream_with_error"] = True
+            self.record.ended_stream_with_error = True
 
     def _recorded_exchange(self) -> dict[str, Any]:
         """The exchange as `policy diff --traffic` replays it: path, request and buffered response documents
         as they arrived (before any redaction). Only for exchanges where a `capture: true` rule hit."""
-        exchange: dict[str, Any] = {"path": self.fields.get("path", "")}
+        exchange: dict[str, Any] = {"path": self.record.path or ""}
         for field, raw in (("request", self.raw_request), ("response", self.raw_response)):
             try:
                 exchange[field] = orjson.loads(raw) if raw else None
@@ -218,7 +218,7 @@ class Session(RequestPhase, ResponsePhase):
 
     def _record_usage(self, usage: dict[str, int] | None) -> None:
         if usage:
-            self.fields["usage"] = usage
+            self.record.usage = usage
 
     def _error_shape(self) -> Shape:
         return self.shape or shapes.all_shapes()["openai_chat"]
@@ -232,6 +232,6 @@ class Session(RequestPhase, ResponsePhase):
         return "; ".join(parts)
 
     def _metadata(self) -> dict[str, Any]:
-        return {"decision": self.fields.get("decision") or self.verdict.decision,
-                "rules": ",".join(self.verdict.rule_ids()), "shape": self.fields.get("shape", ""),
-                "model": self.fields.get("model") or "", "policy": self.fields["policy"]}
+        return {"decision": self.record.decision or self.verdict.decision,
+                "rules": ",".join(self.verdict.rule_ids()), "shape": self.record.shape or "",
+                "model": self.record.model or "", "policy": self.record.policy}

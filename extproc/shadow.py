@@ -41,8 +41,8 @@ class Shadow:
 
     def outcome(self) -> Outcome:
         self.session.finish()
-        fields, verdict = self.session.fields, self.session.verdict
-        return Outcome(fields.get("decision") or verdict.decision, tuple(verdict.rule_ids()))
+        record, verdict = self.session.record, self.session.verdict
+        return Outcome(record.decision or verdict.decision, tuple(verdict.rule_ids()))
 
     def compare(self, decision: str, rules: list[str]) -> dict[str, Any]:
         """The audit field for this exchange, given the active policy's decision and rules; the rules whose

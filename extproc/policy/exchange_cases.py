@@ -53,10 +53,10 @@ async def _run(policy: CompiledPolicy, case: dict[str, Any]) -> ExchangeResult:
         work = session.finish()
         if work is not None:
             await work
-    result.fields = session.fields
+    result.fields = session.record.as_fields()
     result.rules = session.verdict.rule_ids()
-    result.decision = session.fields.get("decision") or session.verdict.decision
-    result.code = result.code or session.fields.get("code")
+    result.decision = session.record.decision or session.verdict.decision
+    result.code = result.code or session.record.code
     return result
 
 

@@ -324,7 +324,7 @@ def test_the_canary_is_injected_into_the_system_prompt_and_redacted_across_chunk
     assert canary is not None and doc["messages"][0]["content"].startswith("Be terse.\n\n")
     assert canary in doc["messages"][0]["content"] and doc["messages"][1] == CANARY_REQUEST["messages"][1]
     assert canary not in text and "[CANARY]" in text
-    assert session.fields["context_canary"] is True
+    assert session.record.as_fields()["context_canary"] is True
     [record] = records
     assert '"label":"canary"' in record and canary not in record
 

@@ -163,8 +163,8 @@ def test_a_refused_call_never_reaches_the_client_at_any_split(shape, compiled):
         out, session = exchange(compiled, shape, chunks)
         assert b"launch_rockets" not in out and SECRET_ARG.encode() not in out, chunks
         assert error_marker in out and out.endswith(session.shape.stream_error_event(
-            "tool_not_allowed", session.fields["reason"]))
-        assert session.fields["code"] == "tool_not_allowed" and session.fields["ended_stream_with_error"]
+            "tool_not_allowed", session.record.as_fields()["reason"]))
+        assert session.record.as_fields()["code"] == "tool_not_allowed" and session.record.as_fields()["ended_stream_with_error"]
 
 
 @pytest.mark.parametrize("shape", sorted(STREAMS))
@@ -174,20 +174,20 @@ def test_an_allowed_call_passes_byte_for_byte_at_any_split(shape):
     for chunks in splits(body)[:1] + splits(body)[2::7]:
         out, session = exchange(POLICY, shape, chunks)
         assert out == body, chunks
-        assert session.fields.get("code") is None and session.fields["tool_calls"] == ["get_weather"]
+        assert session.record.as_fields().get("code") is None and session.record.as_fields()["tool_calls"] == ["get_weather"]
 
 
 @pytest.mark.parametrize("shape", sorted(STREAMS))
 def test_a_call_needing_approval_gets_its_own_code(shape):
     _, _, make, _ = STREAMS[shape]
     out, session = exchange(POLICY, shape, [make("send_email", '{"to": "' + SECRET_ARG + '"}')])
-    assert session.fields["code"] == "tool_approval_required" and SECRET_ARG.encode() not in out
+    assert session.record.as_fields()["code"] == "tool_approval_required" and SECRET_ARG.encode() not in out
     assert b"send_email" in out  # the client declared it: the error may name it
 
 
 def test_invalid_arguments_are_refused_in_a_stream():
     out, session = exchange(POLICY, "openai_chat", [openai_stream("get_weather", '{"town": "' + SECRET_ARG + '"}')])
-    assert session.fields["code"] == "tool_arguments_invalid" and SECRET_ARG.encode() not in out
+    assert session.record.as_fields()["code"] == "tool_arguments_invalid" and SECRET_ARG.encode() not in out
 
 
 def test_text_before_the_call_is_not_held_for_it():
@@ -211,7 +211,7 @@ def test_detectors_still_redact_inside_an_allowed_calls_arguments():
 def test_a_call_longer_than_the_hold_cap_ends_the_stream_even_when_fail_open():
     body = openai_stream("get_weather", '{"city": "' + "x" * 4000 + '"}')
     out, session = exchange(POLICY, "openai_chat", [body[i:i + 500] for i in range(0, len(body), 500)])
-    assert session.fields["code"] == "stream_hold_limit" and b"get_weather" not in out
+    assert session.record.as_fields()["code"] == "stream_hold_limit" and b"get_weather" not in out
 
 
 def test_monitor_mode_does_not_hold_or_change_the_stream_but_records():
@@ -219,7 +219,7 @@ def test_monitor_mode_does_not_hold_or_change_the_stream_but_records():
     cut = body.index(b"launch_rockets") + 60
     out, session = exchange(MONITOR, "openai_chat", [body[:cut], body[cut:]])
     assert out == body and "would_deny" in session.verdict.would
-    assert session.fields.get("code") is None and session.fields["tool_calls"] == ["launch_rockets"]
+    assert session.record.as_fields().get("code") is None and session.record.as_fields()["tool_calls"] == ["launch_rockets"]
 
 
 def test_monitor_mode_releases_the_call_as_it_streams():
@@ -237,7 +237,7 @@ def test_a_truncated_stream_still_checks_the_open_call():
     body = openai_stream("launch_rockets", '{"target": "' + SECRET_ARG + '"}')
     truncated = body[: body.index(b"finish_reason") - 40]
     out, session = exchange(POLICY, "openai_chat", [truncated])
-    assert session.fields["code"] == "tool_not_allowed" and b"launch_rockets" not in out
+    assert session.record.as_fields()["code"] == "tool_not_allowed" and b"launch_rockets" not in out
 
 
 def test_the_assembler_joins_split_names_ignores_repeats_and_rechecks_changed_whole_calls():
@@ -261,7 +261,7 @@ def test_a_responses_completed_event_that_differs_from_the_streamed_call_is_chec
         b'"output":[{"type":"function_call","id":"fc1","call_id":"c1","name":"launch_rockets"')
     assert b"launch_rockets" in body
     out, session = exchange(TOOLS_ONLY, "openai_responses", [body])
-    assert session.fields["code"] == "tool_not_allowed" and b"launch_rockets" not in out
+    assert session.record.as_fields()["code"] == "tool_not_allowed" and b"launch_rockets" not in out
 
 
 TOOL_JUNK = [{"choices": [{"delta": {"tool_calls": [5, {"function": 5}, {"index": "x", "function": {"name": 3}}]}}]},
