@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc import digest, logs, metrics, pb
+from extproc.detectors._injection import verdicts
 from extproc.policy.reload import PolicyHolder, close_checks
 from extproc.session import LARGE_BODY_BYTES, Session
 
@@ -62,6 +63,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many exchanges in flight")
         session = Session(self.holder.current)
         digest.bind_exchange_key()
+        verdicts.bind_exchange_budget()  # the injection encoder's window budget, one per exchange
         self.in_flight += 1
         metrics.STREAMS_IN_FLIGHT.inc()
         try:

@@ -174,7 +174,13 @@ class Session:
             ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
             self.checks = ExchangeChecks(check_rules, ctx)
             return self._request_checks_then_rules(parsed, clamped)
+        if self._runs_models(exchange):
+            return asyncio.to_thread(self._request_rules, parsed, exchange, clamped)
         return self._request_rules(parsed, exchange, clamped)
+
+    def _runs_models(self, exchange: Exchange) -> bool:
+        """A request rule runs a model (milliseconds per text): scan in a worker thread, as for large bodies."""
+        return any(rule.detector.blocking for rule in self.policy.rules_for("request", exchange))
 
     async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:
         assert self.checks is not None and self.shape is not None
@@ -183,7 +189,7 @@ class Session:
         exchange = Exchange(self.fields["path"], self.shape.name, parsed.model, self.headers)
         self.fields["model"] = parsed.model
         self.checks.ctx.exchange = exchange
-        if self.large_body:  # as the server does for big bodies: scan in a thread, keep the event loop free
+        if self.large_body or self._runs_models(exchange):  # scan in a thread, keep the event loop free
             return await asyncio.to_thread(self._request_rules, parsed, exchange, clamped or self.checks.ctx.changed)
         return self._request_rules(parsed, exchange, clamped or self.checks.ctx.changed)
 

@@ -58,13 +58,15 @@ class Verdict:
         return sorted({h.rule.id for h in self.hits})
 
 
-def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None) -> list[Finding]:
-    """`detector.find` under the rule's on_error; its time is observed, or added to `timings` (streams observe
-    one sum per detector when they end, instead of a histogram sample per chunk)."""
+def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None,
+                 role: str | None = None) -> list[Finding]:
+    """`detector.find` (or `find_in_role` when the message role is known) under the rule's on_error; its time is
+    observed, or added to `timings` (streams observe one sum per detector when they end, instead of a histogram
+    sample per chunk)."""
     detector = rule.detector
     started = time.perf_counter()
     try:
-        return detector.find(text)
+        return detector.find(text) if role is None else detector.find_in_role(text, role)
     except Exception as exc:  # the rule's on_error decides; the error is counted and logged by type only
         metrics.ERRORS.labels(kind="detector").inc()
         if rule.on_error == "fail_closed":
@@ -105,10 +107,11 @@ def views_of(text: str, budget: Budget | None) -> list[View]:
     return views
 
 
-def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None) -> list[Finding]:
+def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None,
+                  role: str | None = None) -> list[Finding]:
     found: dict[tuple[str, int, int], Finding] = {}
     for scanned, to_original in views:
-        for finding in run_detector(rule, scanned, timings):
+        for finding in run_detector(rule, scanned, timings, role):
             if to_original is not None:
                 start, end = to_original(finding.start, finding.end)
                 finding = dataclasses.replace(finding, start=start, end=end)
@@ -130,7 +133,7 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings)
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings, role)
         for finding in cache[key]:
             if finding.score >= rule.min_score:
                 hits.append(Hit(rule, finding, text[finding.start : finding.end], direction))
