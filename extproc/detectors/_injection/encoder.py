@@ -19,8 +19,8 @@ import numpy as np
 MODEL_FILE = "injection_encoder.onnx"
 TOKENIZER_FILE = "injection_tokenizer.json"
 HEAD_FILE = "injection_head.json"
-WINDOW_TOKENS = 256
-STRIDE_TOKENS = 64
+WINDOW_TOKENS = 64
+STRIDE_TOKENS = 32
 
 
 @dataclass(frozen=True, slots=True)
