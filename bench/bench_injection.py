@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"calibration: empty 1M-iteration loop {calibration_ms():.0f} ms (an idle modern core: ~15-25 ms)")
     text = corpus()
-    for tokens in (512, 256):
+    for tokens in (512, 256, enc.WINDOW_TOKENS):
         med, p99 = encoder_window_ms(text, tokens, args.encoder_rounds)
         print(f"encoder, one {tokens}-token window, 1 thread: p50 {med:.1f} ms, p99 {p99:.1f} ms")
     layers = {

@@ -23,7 +23,7 @@ BEGIN, END = "<!-- BEGIN GENERATED (tests/eval/test_injection_eval.py) -->", "<!
 HARD = {"notinject_hard_negatives", "xstest_safe"}
 SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 USER = pi.DEFAULT_ROLE_THRESHOLDS["user"]  # eval rows are prompts: user turns
-LAYERS = ("combined", "signatures", "encoder", "words", "all three")
+LAYERS = ("all three", "combined", "signatures", "encoder", "words")
 
 
 def _trainer():
@@ -47,9 +47,9 @@ def _harmful(data: Path, row_type):
 def _score(rows):
     low = {"threshold": 0.01, "role_thresholds": {}, "max_windows": 4096}
     layers = {
-        "combined": pi.PromptInjection(pi.Params(**low)),
-        "signatures": pi.PromptInjection(pi.Params(**low, encoder=False)),
-        "encoder": pi.PromptInjection(pi.Params(**low, signatures=False)),
+        "combined": pi.PromptInjection(pi.Params(**low, classifier=False)),
+        "signatures": pi.PromptInjection(pi.Params(**low, encoder=False, classifier=False)),
+        "encoder": pi.PromptInjection(pi.Params(**low, signatures=False, classifier=False)),
         "words": pi.PromptInjection(pi.Params(**low, signatures=False, encoder=False, classifier=True)),
         "all three": pi.PromptInjection(pi.Params(**low, classifier=True)),
     }
@@ -66,8 +66,9 @@ def _rate(idx, scores, threshold=USER):
 
 
 def _table(groups, rows, scores, split, title):
-    lines = [f"### {title}", "", "| source | label | rows | trained on | flagged (combined) | signatures only | "
-             "encoder only | word model only | all three |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| source | label | rows | trained on | flagged (all three, default) | "
+             "signatures + encoder | signatures only | encoder only | word model only |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, idx in sorted(groups.items()):
         trained = sum(split[i] == "train" for i in idx)
         cells = []
@@ -78,7 +79,7 @@ def _table(groups, rows, scores, split, title):
     return lines + [""]
 
 
-def _summary(rows, scores, split, layer="combined"):
+def _summary(rows, scores, split, layer):
     held = [i for i in range(len(rows)) if split[i] == "heldout"]
     realistic = [i for i in held if rows[i].label == 0 and rows[i].category != "harmful_no_wrapper"
                  and rows[i].source not in HARD]
@@ -111,6 +112,7 @@ def _write(lines):
 
 
 @pytest.mark.eval
+@pytest.mark.timeout(3600)  # the encoder scores every row once: minutes on one core
 def test_injection_eval():
     trainer = _trainer()
     if not trainer.DATA.exists():
@@ -128,8 +130,9 @@ def test_injection_eval():
             if r.label == 1 or r.source in HARD or r.source in ("bipia_indirect", "deepset_prompt_injections"):
                 by_cat[(f"{r.source}: {r.category}", r.label)].append(i)
     lines = [f"Default thresholds: user turns {USER}, other roles {pi.DEFAULT_THRESHOLD}. Encoder windows "
-             f"{enc.WINDOW_TOKENS} tokens (overlap {enc.STRIDE_TOKENS}); 'combined' is the default detector "
-             "(signatures + encoder); 'all three' adds the word model. Tables use the user threshold.", ""]
+             f"{enc.WINDOW_TOKENS} tokens (overlap {enc.STRIDE_TOKENS}); 'all three' is the default detector "
+             "(signatures + word model + encoder); 'combined' is signatures + encoder. Tables use the user "
+             "threshold.", ""]
     for layer in LAYERS:
         lines += _summary(rows, scores, split, layer)
     lines += _table(held_by_source, rows, scores, split, "(a) Held-out split by source")
@@ -139,5 +142,5 @@ def test_injection_eval():
     _write(lines)
     held_benign = [i for i in range(len(rows)) if split[i] == "heldout" and rows[i].label == 0
                    and rows[i].source not in HARD and rows[i].category != "harmful_no_wrapper"]
-    hit, n = _rate(held_benign, scores["combined"])
+    hit, n = _rate(held_benign, scores["all three"])
     assert hit / n <= 0.02, "false-positive rate on held-out realistic benign prompts regressed"
