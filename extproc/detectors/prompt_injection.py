@@ -241,8 +241,8 @@ class PromptInjection(Detector):
         return wins, probs, labels
 
     def _signature_findings(self, hits, wins, scores, threshold):  # type: ignore[no-untyped-def]
-        overlap = [max((sc for w, sc in zip(wins, scores) if w[0] < e and s < w[1]), default=w8)
-                   for _, w8, s, e in hits]
+        overlap = [max((sc for w, sc in zip(wins, scores) if w[0] < e and s < w[1]), default=weight)
+                   for _, weight, s, e in hits]
         found = [(f"prompt_injection:{t}", s, e, sc) for (t, _, s, e), sc in zip(hits, overlap)]
         return [f for f in found if f[3] >= threshold]
 

@@ -66,9 +66,9 @@ def _rate(idx, scores, threshold=USER):
 
 
 def _table(groups, rows, scores, split, title):
-    lines = [f"### {title}", "", "| source | label | rows | trained on | flagged (all three, default) | "
-             "signatures + encoder | signatures only | encoder only | word model only |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    header = ("| source | label | rows | trained on | flagged (all three, default) | signatures + encoder | "
+              "signatures only | encoder only | word model only |")
+    lines = [f"### {title}", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for key, idx in sorted(groups.items()):
         trained = sum(split[i] == "train" for i in idx)
         cells = []
@@ -129,10 +129,11 @@ def test_injection_eval():
             held_by_source[(r.source, r.label)].append(i)
             if r.label == 1 or r.source in HARD or r.source in ("bipia_indirect", "deepset_prompt_injections"):
                 by_cat[(f"{r.source}: {r.category}", r.label)].append(i)
-    lines = [f"Default thresholds: user turns {USER}, other roles {pi.DEFAULT_THRESHOLD}. Encoder windows "
+    intro = (f"Default thresholds: user turns {USER}, other roles {pi.DEFAULT_THRESHOLD}. Encoder windows "
              f"{enc.WINDOW_TOKENS} tokens (overlap {enc.STRIDE_TOKENS}); 'all three' is the default detector "
              "(signatures + word model + encoder); 'combined' is signatures + encoder. Tables use the user "
-             "threshold.", ""]
+             "threshold.")
+    lines = [intro, ""]
     for layer in LAYERS:
         lines += _summary(rows, scores, split, layer)
     lines += _table(held_by_source, rows, scores, split, "(a) Held-out split by source")

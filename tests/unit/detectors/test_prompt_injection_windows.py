@@ -4,6 +4,7 @@ the encoder flags an injection in the middle of a long document on the window th
 
 import json
 from importlib import resources
+from itertools import pairwise
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_windows_cover_a_long_text_with_overlap(shipped):
     windows = encoder.windows(text)
     assert len(windows) > 3
     assert windows[0].start == 0 and windows[-1].end == len(text.rstrip())
-    for before, after in zip(windows, windows[1:]):
+    for before, after in pairwise(windows):
         assert after.start < before.end < after.end  # consecutive windows overlap, and move forward
     assert all(len(w.ids) <= enc.WINDOW_TOKENS for w in windows)
 
