@@ -1,6 +1,6 @@
 """Embed every training/evaluation row once with the shipped int8 encoder; cache the windows' embeddings.
 
-    .venv/bin/python tools/embed_injection_rows.py [--out /tmp/injection_embeddings.npz] [--max-windows 4]
+    .venv/bin/python tools/embed_injection_rows.py [--out /tmp/injection_embeddings.npz] [--max-windows 16]
 
 Rows: ../shared/data (prompt_injection/, benign/: the dev rows that tools/train_injection.py splits into train
 and held-out) and ../shared/data/train/ (permissive and copyleft sources; train_nc/ is never read). Each row
@@ -66,7 +66,7 @@ def load(path: Path = CACHE) -> tuple[list[ti.Row], np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=CACHE)
-    parser.add_argument("--max-windows", type=int, default=4)
+    parser.add_argument("--max-windows", type=int, default=16)
     args = parser.parse_args()
     rows = all_rows()
     emb, owner = embed(rows, args.max_windows)

