@@ -97,7 +97,14 @@ class RequestPhase:
             ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
             self.checks = ExchangeChecks(check_rules, ctx)
             return self._request_checks_then_rules(parsed, clamped)
+        if self._runs_models(exchange):
+            return asyncio.to_thread(self._request_rules, parsed, exchange, clamped)
         return self._request_rules(parsed, exchange, clamped)
+
+    def _runs_models(self, exchange: Exchange) -> bool:
+        """A request rule runs a model (milliseconds per text): scan in a worker thread, as for large bodies.
+        A shadow session answers synchronously: its replies are never awaited."""
+        return not self.shadow and any(rule.detector.blocking for rule in self.policy.rules_for("request", exchange))
 
     def _read_request_json(self, body: bytes) -> Any:
         """The body's one canonical reading; NOT_JSON for a non-JSON body on a path no shape serves."""
@@ -127,7 +134,7 @@ class RequestPhase:
         exchange = Exchange(self.record.path or "", self.shape.name, parsed.model, self.headers)
         self.record.model = parsed.model
         self.checks.ctx.exchange = exchange
-        if self.large_body:  # as the server does for big bodies: scan in a thread, keep the event loop free
+        if self.large_body or self._runs_models(exchange):  # scan in a thread, keep the event loop free
             return await asyncio.to_thread(self._request_rules, parsed, exchange, clamped or self.checks.ctx.changed)
         return self._request_rules(parsed, exchange, clamped or self.checks.ctx.changed)
 

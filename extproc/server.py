@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc import digest, logs, metrics, pb
+from extproc.detectors._injection import verdicts
 from extproc.policy.reload import PolicyHolder, close_checks
 from extproc.request_phase import LARGE_BODY_BYTES
 from extproc.session import Session
@@ -67,6 +68,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
         shadow = Shadow(self.shadow.current) if self.shadow is not None else None
         session.shadow_of = shadow
         digest.bind_exchange_key()
+        verdicts.bind_exchange_budget()  # the injection encoder's window budget, one per exchange
         self.in_flight += 1
         metrics.STREAMS_IN_FLIGHT.inc()
         try:

@@ -183,7 +183,7 @@ def _best(clf, vec, ws):  # type: ignore[no-untyped-def]
 
 
 def detector_with(bias: float, weights: dict[str, float], signatures: bool = True) -> pi.PromptInjection:
-    det = pi.PromptInjection(pi.Params(threshold=1e-9, classifier=False))
+    det = pi.PromptInjection(pi.Params(threshold=1e-9, classifier=False, encoder=False))
     det.params.signatures = signatures
     det._model = pi.Model(bias, weights)
     return det

@@ -34,6 +34,8 @@ class Detector(ABC):
     # False for detectors that must see the text exactly as sent (e.g. a URL allowlist, where folding a
     # look-alike letter to ASCII would turn a foreign host into an allowed one).
     normalized: ClassVar[bool] = True
+    # True for detectors that run a model (milliseconds per text): the session scans requests off the event loop.
+    blocking: bool = False
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -41,6 +43,10 @@ class Detector(ABC):
     @abstractmethod
     def find(self, text: str) -> list[Finding]:
         """All findings in `text`, offsets in characters."""
+
+    def find_in_role(self, text: str, role: str) -> list[Finding]:
+        """`find` for a message of `role` (user, tool, system, ...); detectors with per-role settings override."""
+        return self.find(text)
 
     def hold(self, text: str) -> int:
         """Trailing characters of `text` that a match continuing into future text could still cover.

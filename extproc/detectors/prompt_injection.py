@@ -1,40 +1,51 @@
-"""Prompt-injection / jailbreak detector: RE2 signatures for known techniques plus a small linear classifier.
+"""Prompt-injection / jailbreak detector: RE2 signatures for known techniques plus a contextual encoder.
 
 The text is normalised (NFKC, zero-width and tag characters dropped, Latin look-alikes inside Latin words
-folded) and cut into overlapping windows of `WINDOW` characters, so an injection inside a long RAG document is
-scored on its own window instead of being diluted by the whole text. Per window:
+folded). The encoder (int8 ONNX all-MiniLM-L6-v2 with a logistic head, extproc/detectors/_injection/) scores
+overlapping token windows, so an injection inside a long RAG document is scored on its own window instead of
+being diluted by the whole text. Per window:
 
-    score = 1 - (1 - signatures) * (1 - classifier),  signatures = noisy-OR of the weights of matches in it
+    score = 1 - (1 - signatures) * (1 - model),  signatures = noisy-OR of the weights of matches in it
 
-The classifier is logistic regression over word unigrams, bigrams and 5-character prefixes, each window's
-feature counts scaled by 1/sqrt(count) (trained by tools/train_injection.py on the same features); window
-sums come from prefix sums, so scoring is linear in the text. It ships as a gzipped JSON weight table.
+The threshold depends on the message role (`role_thresholds`; tool results and documents are held to a
+stricter one than user turns). Window scores are cached per message text (chat clients resend the history)
+and bounded per exchange (`max_windows`); windows past the budget are covered by the signatures alone. The
+word-level classifier (`classifier`, _injection/words.py) is the third layer; each can be switched off.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import gzip
-import json
 import math
-import string
 import unicodedata
-from bisect import bisect_left, bisect_right
 from functools import cache
-from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from extproc.detectors import register
+from extproc.detectors._injection.stage import EncoderStage
+from extproc.detectors._injection.verdicts import VerdictCache
+from extproc.detectors._injection.words import (  # noqa: F401
+    MODEL_FILE,
+    STRIDE,
+    WINDOW,
+    Model,
+    model,
+    token_features,
+    tokens,
+    window_tokens,
+    windows,
+)
 from extproc.detectors.base import Detector
 from extproc.detectors.patterns import compile_re2
 from extproc.model import Finding
 
-WINDOW = 256
-STRIDE = 128
-MODEL_FILE = "injection_model.json.gz"
-DEFAULT_THRESHOLD = 0.94  # tools/train_injection.py: out-of-fold FPR <= 0.5 % on benign training rows
+# tools/train_injection_head.py (also written to injection_head.json): the lowest thresholds of the combined
+# score whose leave-one-source-out false-positive rate on benign training rows is <= 1 % (user turns) and
+# <= 3 % (every other role: tool results, documents, system text should carry no instructions at all).
+DEFAULT_THRESHOLD = 0.984
+DEFAULT_ROLE_THRESHOLDS = {"user": 0.996}
 
 _GAP = r"(?:\S+\s+){0,3}?"  # up to three words
 _OLD = r"(?:previous|prior|preceding|above|earlier|former|original|initial|old|existing|system|all|any|every)"
@@ -76,7 +87,6 @@ _BASE64 = compile_re2(r"[A-Za-z0-9+/]{24,252}={0,2}")
 _DROP_CHARS = frozenset(map(chr, [0x00AD, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, *range(0xE0000, 0xE0080)]))
 _LOOKALIKE = dict(zip("аеорсухіјѕԁɡνοτ", "aeopcyxijsdgvot"))
 _MIXED = compile_re2("[a-zA-Z][аеорсухіјѕԁɡνοτ]|[аеорсухіјѕԁɡνοτ][a-zA-Z]")
-_PUNCT = str.maketrans(dict.fromkeys(string.punctuation, " "))
 _COMPILED = tuple((tech, w, compile_re2(p, ignore_case=True)) for tech, w, p in SIGNATURES)
 _ANY = compile_re2("|".join(f"(?:{p})" for _, _, p in SIGNATURES), ignore_case=True)
 
@@ -117,95 +127,12 @@ _SEPARATORS = {  # non-ASCII punctuation, symbols (emoji too), spaces and contro
 _NFKC = cache(lambda ch: unicodedata.normalize("NFKC", ch))
 
 
-def tokens(low: str) -> tuple[list[str], list[int]]:
-    """Word tokens and their start offsets; CJK runs become one token per character."""
-    spaced = low.translate(_PUNCT)
-    words, starts, pos = [], [], 0
-    for word in spaced.split():
-        pos = spaced.find(word, pos)
-        if word.isascii() or not any("\u2e80" <= c <= "\u9fff" for c in word):
-            words.append(word)
-            starts.append(pos)
-        else:
-            words.extend(word)
-            starts.extend(range(pos, pos + len(word)))
-        pos += len(word)
-    return words, starts
-
-
-def token_features(words: list[str]) -> list[tuple[str, ...]]:
-    """Features anchored at each token: unigram, bigram with the previous token, 5-char prefix of long words."""
-    feats: list[tuple[str, ...]] = []
-    prev = "^"
-    for word in words:
-        word = word[:24]
-        pair = ("u" + word, "b" + prev + " " + word)
-        feats.append((*pair, "p" + word[:5]) if len(word) > 6 else pair)
-        prev = word
-    return feats
-
-
-def windows(length: int) -> list[tuple[int, int]]:
-    """Character windows covering `length`: any span of at most WINDOW - STRIDE characters lies in one."""
-    if length <= WINDOW:
-        return [(0, length)]
-    starts = [*range(0, length - WINDOW, STRIDE), length - WINDOW]
-    return [(s, s + WINDOW) for s in starts]
-
-
-def window_tokens(starts: list[int], words: list[str], win: tuple[int, int]) -> tuple[int, int]:
-    """Token index range [i, j) of the tokens lying wholly inside `win`."""
-    i = bisect_left(starts, win[0])
-    j = bisect_right(starts, win[1] - 1)
-    while j > i and starts[j - 1] + len(words[j - 1]) > win[1]:
-        j -= 1
-    return i, j
-
-
-class Model:
-    """Linear weights over `token_features`, regrouped so scoring needs no feature strings."""
-
-    def __init__(self, bias: float, weights: dict[str, float]) -> None:
-        self.bias = bias
-        self.weights = weights
-        self._unigram = {k[1:]: v for k, v in weights.items() if k[0] == "u"}
-        self._prefix = {k[1:]: v for k, v in weights.items() if k[0] == "p"}
-        self._bigram = {tuple(k[1:].split(" ", 1)): v for k, v in weights.items() if k[0] == "b"}
-
-    def window_probabilities(self, low: str, wins: list[tuple[int, int]]) -> list[float]:
-        words, starts = tokens(low)
-        sums, counts = self._prefix_sums(words)
-        probs = []
-        for win in wins:
-            i, j = window_tokens(starts, words, win)
-            n = counts[j] - counts[i]
-            z = self.bias + (sums[j] - sums[i]) / math.sqrt(n) if n else -math.inf
-            probs.append(1.0 / (1.0 + math.exp(-z)) if z > -500 else 0.0)
-        return probs
-
-    def _prefix_sums(self, words: list[str]) -> tuple[list[float], list[int]]:
-        """Running sums of feature weights and feature counts per token (same features as token_features)."""
-        unigram, prefix, bigram = self._unigram.get, self._prefix.get, self._bigram.get
-        memo: dict[str, float] = {}
-        sums, counts, prev = [0.0], [0], "^"
-        for word in words:
-            word = word[:24]
-            weight = memo.get(word)
-            if weight is None:
-                weight = memo[word] = unigram(word, 0.0) + (prefix(word[:5], 0.0) if len(word) > 6 else 0.0)
-            sums.append(sums[-1] + weight + bigram((prev, word), 0.0))
-            counts.append(counts[-1] + (3 if len(word) > 6 else 2))
-            prev = word
-        return sums, counts
-
-
 @cache
-def model() -> Model:
-    """The shipped classifier, loaded once per process."""
-    data = json.loads(gzip.decompress(resources.files("extproc").joinpath("data", MODEL_FILE).read_bytes()))
-    if data.get("format") != 1 or data.get("window") != WINDOW or data.get("stride") != STRIDE:
-        raise ValueError(f"{MODEL_FILE}: unsupported format or window settings")
-    return Model(float(data["bias"]), data["weights"])
+def encoder_stage() -> EncoderStage:
+    """The shipped encoder with one verdict cache shared by every rule of the process."""
+    from extproc.detectors._injection.encoder import shipped
+
+    return EncoderStage(*shipped(), VerdictCache())
 
 
 def signature_hits(norm: str) -> list[tuple[str, float, int, int]]:
@@ -236,15 +163,27 @@ def _matches(text: str) -> list[tuple[str, float, int, int]]:
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(DEFAULT_THRESHOLD, gt=0.0, le=1.0, description="report windows scoring at least this")
+    threshold: float = Field(DEFAULT_THRESHOLD, gt=0.0, le=1.0,
+                             description="report windows scoring at least this, in roles without their own")
+    role_thresholds: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_ROLE_THRESHOLDS),
+        description="per message role (user, tool, system, ...): its own threshold; other roles use `threshold`")
     signatures: bool = Field(True, description="use the RE2 technique signatures")
-    classifier: bool = Field(True, description="use the shipped linear classifier")
+    classifier: bool = Field(True, description="use the shipped word-level linear classifier")
+    encoder: bool = Field(True, description="use the shipped contextual encoder (int8 ONNX MiniLM)")
+    max_windows: int = Field(64, ge=0, le=4096, description="encoder windows per exchange (cached texts are free)")
 
     @model_validator(mode="after")
     def _one_layer(self) -> Params:
-        if not (self.signatures or self.classifier):
-            raise ValueError("at least one of signatures and classifier must be enabled")
+        if not (self.signatures or self.classifier or self.encoder):
+            raise ValueError("at least one of signatures, classifier and encoder must be enabled")
+        bad = {role: t for role, t in self.role_thresholds.items() if not 0.0 < t <= 1.0}
+        if bad:
+            raise ValueError(f"role_thresholds must lie in (0, 1]: {sorted(bad)}")
         return self
+
+    def threshold_for(self, role: str | None) -> float:
+        return self.role_thresholds.get(role, self.threshold) if role is not None else self.threshold
 
 
 @register
@@ -259,38 +198,66 @@ class PromptInjection(Detector):
     def __init__(self, params: BaseModel | None = None) -> None:
         super().__init__(params)
         self._model = model() if self.params.classifier else None
+        self._stage = encoder_stage() if self.params.encoder else None
+        self.blocking = self._stage is not None  # the session scans its requests off the event loop
 
     def find(self, text: str) -> list[Finding]:
+        return self.find_in_role(text, None)
+
+    def find_in_role(self, text: str, role: str | None) -> list[Finding]:
         if not text.strip():
             return []
+        threshold = self.params.threshold_for(role)
         norm, low, offsets = normalise(text)
-        wins = windows(len(norm))
-        probs = self._model.window_probabilities(low, wins) if self._model else [0.0] * len(wins)
+        wins, probs, labels = self._windows(norm, low)
         hits = signature_hits(norm) if self.params.signatures else []
-        scores = [  # noisy-OR of the classifier and every signature match overlapping the window
+        scores = [  # noisy-OR of the window's model score and every signature match overlapping it
             1 - (1 - p) * math.prod(1 - w for _, w, s, e in hits if win[0] < e and s < win[1])
             for p, win in zip(probs, wins)
         ]
-        found = self._signature_findings(hits, wins, scores) + self._window_findings(hits, wins, scores)
+        found = self._signature_findings(hits, wins, scores, threshold)
+        found += self._window_findings(hits, wins, scores, labels, threshold)
         return [self._finding(label, s, e, score, offsets, len(text)) for label, s, e, score in found]
 
-    def _signature_findings(self, hits, wins, scores):  # type: ignore[no-untyped-def]
-        overlap = [max(sc for w, sc in zip(wins, scores) if w[0] < e and s < w[1]) for _, _, s, e in hits]
-        found = [(f"prompt_injection:{t}", s, e, sc) for (t, _, s, e), sc in zip(hits, overlap)]
-        return [f for f in found if f[3] >= self.params.threshold]
+    def _windows(self, norm: str, low: str) -> tuple[list[tuple[int, int]], list[float], list[str]]:
+        """Scored windows of every enabled model: character windows of the word model, token windows of the
+        encoder (an encoder window's score is the noisy-OR of its probability and the best word-model window
+        overlapping it, as tools/train_injection_head.py combines them); with no model, character windows
+        scored 0 so signature matches still land in one."""
+        wins: list[tuple[int, int]] = []
+        probs: list[float] = []
+        if self._model is not None or self._stage is None:
+            wins = windows(len(norm))
+            probs = self._model.window_probabilities(low, wins) if self._model else [0.0] * len(wins)
+        labels = ["prompt_injection:classifier"] * len(wins)
+        char = list(zip(wins, probs))
+        for start, end, p in self._stage.scores(norm, self.params.max_windows) if self._stage else ():
+            word = max((q for (s, e), q in char if s < end and start < e), default=0.0)
+            wins.append((start, end))
+            probs.append(1 - (1 - p) * (1 - word))
+            labels.append("prompt_injection:encoder")
+        if not wins:  # the budget ran out before this text: signatures only
+            wins, probs, labels = [(0, len(norm))], [0.0], ["prompt_injection:classifier"]
+        return wins, probs, labels
 
-    def _window_findings(self, hits, wins, scores):  # type: ignore[no-untyped-def]
+    def _signature_findings(self, hits, wins, scores, threshold):  # type: ignore[no-untyped-def]
+        overlap = [max((sc for w, sc in zip(wins, scores) if w[0] < e and s < w[1]), default=weight)
+                   for _, weight, s, e in hits]
+        found = [(f"prompt_injection:{t}", s, e, sc) for (t, _, s, e), sc in zip(hits, overlap)]
+        return [f for f in found if f[3] >= threshold]
+
+    def _window_findings(self, hits, wins, scores, labels, threshold):  # type: ignore[no-untyped-def]
         """Best non-overlapping windows above threshold that hold no signature match (those are reported)."""
         order = sorted(range(len(wins)), key=lambda k: -scores[k])
         taken: list[tuple[int, int]] = [(s, e) for _, _, s, e in hits]
         out = []
         for k in order:
             (start, end), score = wins[k], scores[k]
-            if score < self.params.threshold:
+            if score < threshold:
                 break
             if not any(s < end and start < e for s, e in taken):
                 taken.append((start, end))
-                out.append(("prompt_injection:classifier", start, end, score))
+                out.append((labels[k], start, end, score))
         return out
 
     def _finding(self, label: str, start: int, end: int, score: float, offsets, size: int) -> Finding:  # type: ignore[no-untyped-def]

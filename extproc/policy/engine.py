@@ -63,16 +63,17 @@ class Verdict:
 
 
 def run_detector(rule: CompiledRule, text: str, timings: dict[str, float] | None = None,
-                 work: WorkBudget | None = None) -> list[Finding]:
-    """`detector.find`, its time observed (or added to `timings`: streams observe one sum per detector when they
-    end) and charged to the exchange's `work` budget. A failure, or a budget already spent, is a finding of
-    its own label, which decide() turns into the rule's on_error."""
+                 work: WorkBudget | None = None, role: str | None = None) -> list[Finding]:
+    """`detector.find` (or `find_in_role` when the message role is known), its time observed (or added to
+    `timings`: streams observe one sum per detector when they end) and charged to the exchange's `work`
+    budget. A failure, or a budget already spent, is a finding of its own label, which decide() turns into the
+    rule's on_error."""
     detector = rule.detector
     if work is not None and work.spent:
         return [Finding(detector.name, WORK_BUDGET_SPENT, 0, 0, 0.0)]
     started, cpu = time.perf_counter(), cpu_now()
     try:
-        return detector.find(text)
+        return detector.find(text) if role is None else detector.find_in_role(text, role)
     except Exception:  # an outcome, not a finding: decide() applies the rule's on_error
         metrics.ERRORS.labels(kind="detector").inc()
         return [Finding(detector.name, DETECTOR_FAILED, 0, 0, 0.0)]
@@ -141,10 +142,10 @@ def _is_hex(digits: str) -> bool:
 
 
 def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None,
-                  work: WorkBudget | None = None) -> list[Finding]:
+                  work: WorkBudget | None = None, role: str | None = None) -> list[Finding]:
     found: dict[tuple[str, int, int], Finding] = {}
     for scanned, to_original in views:
-        for finding in run_detector(rule, scanned, timings, work):
+        for finding in run_detector(rule, scanned, timings, work, role):
             if to_original is not None:
                 start, end = to_original(finding.start, finding.end)
                 finding = dataclasses.replace(finding, start=start, end=end)
@@ -166,7 +167,8 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings, work)
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings, work,
+                                       role)
         for finding in cache[key]:
             if finding.label in _NOT_RUN:
                 if rule.on_error == "fail_closed":

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from extproc.detectors import prompt_injection as pi
+from extproc.detectors._injection import encoder as enc
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "eval" / "prompt_injection.md"
 BEGIN, END = "<!-- BEGIN GENERATED (tests/eval/test_injection_eval.py) -->", "<!-- END GENERATED -->"
 HARD = {"notinject_hard_negatives", "xstest_safe"}
-SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SWEEP = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+USER = pi.DEFAULT_ROLE_THRESHOLDS["user"]  # eval rows are prompts: user turns
+LAYERS = ("all three", "combined", "signatures", "encoder", "words")
 
 
 def _trainer():
@@ -42,43 +45,51 @@ def _harmful(data: Path, row_type):
 
 
 def _score(rows):
+    low = {"threshold": 0.01, "role_thresholds": {}, "max_windows": 4096}
     layers = {
-        "combined": pi.PromptInjection(pi.Params(threshold=0.01)),
-        "signatures": pi.PromptInjection(pi.Params(threshold=0.01, classifier=False)),
-        "classifier": pi.PromptInjection(pi.Params(threshold=0.01, signatures=False)),
+        "combined": pi.PromptInjection(pi.Params(**low, classifier=False)),
+        "signatures": pi.PromptInjection(pi.Params(**low, encoder=False, classifier=False)),
+        "encoder": pi.PromptInjection(pi.Params(**low, signatures=False, classifier=False)),
+        "words": pi.PromptInjection(pi.Params(**low, signatures=False, encoder=False, classifier=True)),
+        "all three": pi.PromptInjection(pi.Params(**low, classifier=True)),
     }
-    return {name: [max((f.score for f in d.find(r.text)), default=0.0) for r in rows] for name, d in layers.items()}
+    scores = {name: [] for name in layers}
+    for r in rows:  # layers inner: the encoder layers share one verdict cache, so each text is encoded once
+        for name, d in layers.items():
+            scores[name].append(max((f.score for f in d.find_in_role(r.text, "user")), default=0.0))
+    return scores
 
 
-def _rate(idx, scores, threshold=pi.DEFAULT_THRESHOLD):
+def _rate(idx, scores, threshold=USER):
     hit = sum(scores[i] >= threshold for i in idx)
     return hit, len(idx)
 
 
 def _table(groups, rows, scores, split, title):
-    lines = [f"### {title}", "", "| source | label | rows | trained on | flagged (combined) | signatures only | classifier only |",
-             "|---|---|---|---|---|---|---|"]
+    header = ("| source | label | rows | trained on | flagged (all three, default) | signatures + encoder | "
+              "signatures only | encoder only | word model only |")
+    lines = [f"### {title}", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for key, idx in sorted(groups.items()):
         trained = sum(split[i] == "train" for i in idx)
         cells = []
-        for name in ("combined", "signatures", "classifier"):
+        for name in LAYERS:
             hit, n = _rate(idx, scores[name])
             cells.append(f"{hit}/{n} = {hit / n:.1%}")
         lines.append(f"| {key[0]} | {key[1]} | {len(idx)} | {trained} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
-def _summary(rows, scores, split):
+def _summary(rows, scores, split, layer):
     held = [i for i in range(len(rows)) if split[i] == "heldout"]
     realistic = [i for i in held if rows[i].label == 0 and rows[i].category != "harmful_no_wrapper"
                  and rows[i].source not in HARD]
     positives = [i for i in held if rows[i].label == 1]
     no_mosscap = [i for i in positives if rows[i].source != "lakera_mosscap"]
-    lines = ["### Summary on held-out rows (never trained on)", "",
+    lines = [f"### Summary on held-out rows (never trained on): {layer}", "",
              "| threshold | recall (all held-out attacks) | recall without mosscap | FPR realistic benign | "
              "NotInject accuracy | XSTest-safe accuracy |", "|---|---|---|---|---|---|"]
-    s = scores["combined"]
-    for t in sorted({*SWEEP, pi.DEFAULT_THRESHOLD}):
+    s = scores[layer]
+    for t in sorted({*SWEEP, USER, pi.DEFAULT_THRESHOLD}):
         cells = []
         for idx in (positives, no_mosscap, realistic):
             hit, n = _rate(idx, s, t)
@@ -87,7 +98,7 @@ def _summary(rows, scores, split):
             idx = [i for i in held if rows[i].source == src]
             hit, n = _rate(idx, s, t)
             cells.append(f"{n - hit}/{n} = {(n - hit) / n:.1%}")
-        mark = " (default)" if t == pi.DEFAULT_THRESHOLD else ""
+        mark = " (user default)" if t == USER else " (other roles)" if t == pi.DEFAULT_THRESHOLD else ""
         lines.append(f"| {t}{mark} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -101,6 +112,7 @@ def _write(lines):
 
 
 @pytest.mark.eval
+@pytest.mark.timeout(3600)  # the encoder scores every row once: minutes on one core
 def test_injection_eval():
     trainer = _trainer()
     if not trainer.DATA.exists():
@@ -117,8 +129,13 @@ def test_injection_eval():
             held_by_source[(r.source, r.label)].append(i)
             if r.label == 1 or r.source in HARD or r.source in ("bipia_indirect", "deepset_prompt_injections"):
                 by_cat[(f"{r.source}: {r.category}", r.label)].append(i)
-    lines = [f"Default threshold {pi.DEFAULT_THRESHOLD}; window {pi.WINDOW} chars, stride {pi.STRIDE}.", ""]
-    lines += _summary(rows, scores, split)
+    intro = (f"Default thresholds: user turns {USER}, other roles {pi.DEFAULT_THRESHOLD}. Encoder windows "
+             f"{enc.WINDOW_TOKENS} tokens (overlap {enc.STRIDE_TOKENS}); 'all three' is the default detector "
+             "(signatures + word model + encoder); 'combined' is signatures + encoder. Tables use the user "
+             "threshold.")
+    lines = [intro, ""]
+    for layer in LAYERS:
+        lines += _summary(rows, scores, split, layer)
     lines += _table(held_by_source, rows, scores, split, "(a) Held-out split by source")
     lines += _table(by_cat, rows, scores, split, "(a') Held-out split by category")
     lines += _table(by_source, rows, scores, split, "(b) All data by source (the 'trained on' column counts training rows)")
@@ -126,5 +143,5 @@ def test_injection_eval():
     _write(lines)
     held_benign = [i for i in range(len(rows)) if split[i] == "heldout" and rows[i].label == 0
                    and rows[i].source not in HARD and rows[i].category != "harmful_no_wrapper"]
-    hit, n = _rate(held_benign, scores["combined"])
+    hit, n = _rate(held_benign, scores["all three"])
     assert hit / n <= 0.02, "false-positive rate on held-out realistic benign prompts regressed"

@@ -12,9 +12,11 @@ from pydantic import ValidationError
 from extproc import detectors
 from extproc.detectors import prompt_injection as pi
 
+WORD_THRESHOLD = json.loads(gzip.decompress(
+    resources.files("extproc").joinpath("data", pi.MODEL_FILE).read_bytes()))["threshold"]
 DETECTOR = pi.PromptInjection()
-SIGNATURES_ONLY = pi.PromptInjection(pi.Params(classifier=False, threshold=0.01))
-CLASSIFIER_ONLY = pi.PromptInjection(pi.Params(signatures=False))
+SIGNATURES_ONLY = pi.PromptInjection(pi.Params(classifier=False, encoder=False, threshold=0.01))
+CLASSIFIER_ONLY = pi.PromptInjection(pi.Params(signatures=False, encoder=False, threshold=WORD_THRESHOLD))
 
 BENIGN_PARAGRAPH = (
     "Our quarterly report covers revenue, hiring and the new warehouse in Leeds. Sales rose eight percent, "
@@ -69,14 +71,14 @@ def test_base64_payload_is_decoded_and_scanned():
     ],
 )
 def test_benign_lookalikes_are_not_flagged(text):
-    assert DETECTOR.find(text) == []
+    assert DETECTOR.find_in_role(text, "user") == []
 
 
 def test_classifier_ships_inside_the_package():
     raw = resources.files("extproc").joinpath("data", pi.MODEL_FILE).read_bytes()
     doc = json.loads(gzip.decompress(raw))
     assert doc["window"] == pi.WINDOW and doc["stride"] == pi.STRIDE
-    assert doc["threshold"] == pi.DEFAULT_THRESHOLD
+    assert 0.5 < doc["threshold"] < 1
     assert len(pi.model().weights) > 1000
 
 
@@ -94,8 +96,8 @@ def test_injection_inside_long_document_is_not_diluted():
     clean = BENIGN_PARAGRAPH * 20
     middle = len(clean) // 2
     doc = clean[:middle] + " " + injection + " " + clean[middle:]
-    assert DETECTOR.find(clean) == []
-    findings = DETECTOR.find(doc)
+    assert DETECTOR.find_in_role(clean, "tool") == []
+    findings = DETECTOR.find_in_role(doc, "tool")
     assert findings
     assert all(f.start < middle + len(injection) + 2 and f.end > middle for f in findings)
 
@@ -149,7 +151,7 @@ def test_empty_text_and_default_hold():
         {"threshold": 0.0},
         {"threshold": 1.5},
         {"threshold": "high"},
-        {"signatures": False, "classifier": False},
+        {"signatures": False, "classifier": False, "encoder": False},
         {"unknown": 1},
     ],
 )
