@@ -16,8 +16,8 @@ import string
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from itertools import accumulate, compress, count
 from dataclasses import dataclass
+from itertools import accumulate, compress, count
 from urllib.parse import unquote
 
 from extproc.confusables import BASE64_CLASS, CONFUSABLES, INVISIBLE, PERCENT_CLASS, TAGS

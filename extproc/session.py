@@ -34,11 +34,11 @@ from extproc.errors import (
 from extproc.normalize import Budget
 from extproc.policy.compile import CompiledPolicy
 from extproc.policy.engine import Verdict
+from extproc.record import ExchangeRecord
 from extproc.request_phase import RequestPhase
 from extproc.response_phase import ResponsePhase
 from extproc.shapes.base import Shape
 from extproc.stream_scan import StreamScanner
-from extproc.record import ExchangeRecord
 from extproc.work_budget import WorkBudget
 
 _log = logs.get("extproc.session")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc import metrics
 from extproc.errors import GatewayError, PolicyDenied, PolicyUnavailable
