@@ -17,6 +17,8 @@ import dataclasses
 from collections import deque
 from typing import Any
 
+import orjson
+
 from extproc import document
 from extproc.detectors.hold import hold_run
 from extproc.errors import GatewayError, PayloadTooLarge, PolicyDenied
@@ -91,6 +93,7 @@ class StreamScanner:
         self.on_limit = on_limit
         self.keys: dict[Any, _KeyText] = {}
         self._last_other: dict[Any, str] = {}
+        self._last_skeleton = b""  # the previous event's bytes without its claimed text
         self._whole: set[Any] = set()  # keys whose every value is whole: scanned and released per event
         self.pending: deque[_Pending] = deque()
         self.held_bytes = 0
@@ -184,7 +187,7 @@ class StreamScanner:
                     return []
             deltas = self.shape.stream_deltas(payload)
             self._note_closed(payload, deltas, closed)
-            deltas += self._other_deltas(payload, deltas)
+            deltas += self._other_deltas(record, payload, deltas)
             tools = self._take_tool_fragments(payload)
         elif record.data == b"[DONE]":
             deltas, tools = [], ()
@@ -208,10 +211,17 @@ class StreamScanner:
         self.held_bytes += len(record.raw)
         return [d.key for d in deltas]
 
-    def _other_deltas(self, payload: Any, deltas: list[TextDelta]) -> list[TextDelta]:
+    def _other_deltas(self, record: Record, payload: Any, deltas: list[TextDelta]) -> list[TextDelta]:
         """Every string of the event the shape did not claim (unknown fields, ids, new vendor fields), as a
         delta keyed by its path, so pieces of one field across events are scanned as one text. A value equal
-        to the previous one at the same path (an id or model repeated in every event) was scanned already."""
+        to the previous one at the same path (an id or model repeated in every event) was scanned already;
+        an event whose bytes outside its claimed text equal the previous event's has nothing new at all."""
+        skeleton = record.raw
+        for delta in deltas:
+            skeleton = skeleton.replace(orjson.dumps(delta.text), b"", 1)
+        if skeleton == self._last_skeleton:
+            return []
+        self._last_skeleton = skeleton
         claimed = {delta.locator for delta in deltas}
         out = []
         for locator, text in document.strings(payload, skip=claimed):
