@@ -17,8 +17,8 @@ class CliError(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Run a subcommand; bad input (files, ports, policies, cases) is reported in one line, never a traceback."""
-    from extproc.policy.cases import CasesError
     from extproc.policy.load import PolicyError
+    from extproc.policy_cases import CasesError
     from extproc.stack import StackError
 
     handler = {"serve": _serve, "up": _up, "policy": _policy, "scan": _scan, "envoy-config": _envoy_config,
@@ -89,7 +89,7 @@ def _policy(args: argparse.Namespace) -> int:
         print(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
         return 0
     if args.policy_command == "test":
-        from extproc.policy.cases import run_cases
+        from extproc.policy_cases import run_cases
 
         logs.configure("warning")  # exchange cases would print an audit record each
         return run_cases(args.path, args.cases)

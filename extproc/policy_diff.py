@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from extproc.exchange_cases import ExchangeResult, run_exchange
 from extproc.policy.compile import CompiledPolicy
-from extproc.policy.exchange_cases import ExchangeResult, run_exchange
 
 
 def exchanges(lines: TextIO) -> list[tuple[int, dict[str, Any]]]:

@@ -94,7 +94,7 @@ class RequestPhase:
         clamped = limits.enforce(self.settings.limits, self.shape, parsed)
         check_rules = self.policy.checks_for(exchange)
         if check_rules:
-            ctx = CheckContext(exchange, self.shape, self.headers, self.verdict, parsed)
+            ctx = CheckContext(exchange, self.shape, self.headers, self.verdict.hits, parsed)
             self.checks = ExchangeChecks(check_rules, ctx)
             return self._request_checks_then_rules(parsed, clamped)
         if self._runs_models(exchange):

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from extproc.checks.context import CheckContext
     from extproc.model import ToolCall
-    from extproc.policy.compile import CompiledCheck
+    from extproc.rules import CompiledCheck
 
 
 class NoParams(BaseModel):

@@ -25,7 +25,7 @@ from extproc.checks.context import CheckContext
 from extproc.digest import keyed_digest
 from extproc.errors import BudgetExceeded, PayloadTooLarge
 from extproc.limits import CHARS_PER_TOKEN, estimate_tokens
-from extproc.policy.compile import CompiledCheck
+from extproc.rules import CompiledCheck
 from extproc.shapes.base import Shape, get_path
 
 _log = logs.get("extproc.checks.budgets")

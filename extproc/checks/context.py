@@ -7,8 +7,7 @@ from typing import Any
 
 from extproc.errors import GatewayError, PolicyDenied
 from extproc.model import Finding, ParsedRequest
-from extproc.policy.compile import CompiledCheck, Exchange
-from extproc.policy.engine import Hit, Verdict
+from extproc.rules import CompiledCheck, Exchange, Hit
 from extproc.shapes.base import Shape
 
 
@@ -17,7 +16,7 @@ class CheckContext:
     exchange: Exchange
     shape: Shape
     headers: dict[str, str]
-    verdict: Verdict
+    hits: list[Hit]  # the exchange's hits (the session's verdict), where violations are recorded
     parsed: ParsedRequest | None = None
     changed: bool = False  # a check edited parsed.doc: the request body is rewritten
     response_rules: list[Any] = field(default_factory=list)  # exchange-scoped text rules added by checks
@@ -45,4 +44,4 @@ class CheckContext:
         return rule.enforced
 
     def record(self, rule: CompiledCheck, label: str, direction: str = "request", action: str | None = None) -> None:
-        self.verdict.hits.append(Hit(rule, Finding(rule.check.name, label, 0, 0), "", direction, action))
+        self.hits.append(Hit(rule, Finding(rule.check.name, label, 0, 0), "", direction, action))

@@ -24,8 +24,7 @@ from extproc.checks.base import Check
 from extproc.checks.context import CheckContext
 from extproc.model import Segment
 from extproc.normalize import fold
-from extproc.policy.compile import CompiledCheck, CompiledRule
-from extproc.policy.schema import Redaction
+from extproc.rules import CompiledCheck, CompiledRule, Redaction
 
 HIDDEN_ROLES = frozenset({"system", "developer"})
 

@@ -22,7 +22,7 @@ from extproc.checks.base import Check
 from extproc.checks.context import CheckContext
 from extproc.detectors.patterns import compile_re2
 from extproc.model_digests import DigestCache, normalize_digest, ollama_name, split_tag
-from extproc.policy.compile import CompiledCheck, Glob
+from extproc.rules import CompiledCheck, Glob
 
 OLLAMA_SHAPES = frozenset({"ollama_chat", "ollama_generate"})
 _HEX_DIGEST = compile_re2("^[0-9a-f]{64}$")

@@ -12,7 +12,7 @@ from typing import Any
 from extproc import logs, metrics
 from extproc.checks.context import CheckContext
 from extproc.errors import GatewayError, PolicyUnavailable
-from extproc.policy.compile import CompiledCheck
+from extproc.rules import CompiledCheck
 
 _log = logs.get("extproc.checks")
 

@@ -24,7 +24,7 @@ from extproc.checks._tool_schema import ArgSchema
 from extproc.checks.base import Check
 from extproc.checks.context import CheckContext
 from extproc.model import ToolCall
-from extproc.policy.compile import CompiledCheck, Glob
+from extproc.rules import CompiledCheck, Glob
 
 ChoiceMode = Literal["none", "auto", "required", "tool"]
 ALL_MODES: tuple[ChoiceMode, ...] = ("none", "auto", "required", "tool")

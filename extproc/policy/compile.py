@@ -9,102 +9,11 @@ from typing import Any
 import orjson
 
 from extproc import checks, detectors
-from extproc.checks.base import Check
 from extproc.detectors.base import Detector
-from extproc.detectors.patterns import compile_re2
 from extproc.policy.load import LoadedPolicy, PolicyError
+from extproc.rules import CompiledCheck, CompiledRule, Exchange, Glob
 
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """What rules match on: known once the request body is parsed."""
-
-    path: str
-    shape: str | None
-    model: str | None
-    headers: dict[str, str]
-
-
-class Glob:
-    """Shell-style glob (`*`, `?`) compiled to RE2, so matching user patterns is linear-time."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.any = not patterns
-        if patterns:
-            body = "|".join(_glob_to_re2(p) for p in patterns)
-            self._re = compile_re2(f"^(?:{body})$")
-
-    def __call__(self, value: str | None) -> bool:
-        return self.any or (value is not None and self._re.search(value) is not None)
-
-
-def _glob_to_re2(pattern: str) -> str:
-    out = []
-    for char in pattern:
-        out.append(".*" if char == "*" else "." if char == "?" else _escape(char))
-    return "".join(out)
-
-
-def _escape(char: str) -> str:
-    return "\\" + char if not char.isalnum() and char != "_" else char
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    id: str
-    action: str
-    mode: str
-    on_error: str
-    directions: frozenset[str]
-    detector: Detector
-    redaction: Any
-    min_score: float
-    capture: bool
-    paths: Glob
-    models: Glob
-    shapes: frozenset[str]
-    headers: tuple[tuple[str, Glob], ...]
-    roles: frozenset[str]
-    history: str = "redact"  # request rules: what a deny finding in an earlier turn does
-
-    @property
-    def enforced(self) -> bool:
-        return self.mode == "enforce"
-
-    @property
-    def changes_text(self) -> bool:
-        """Only enforced deny/redact rules change what the client gets; streams hold text back for them."""
-        return self.enforced and self.action in ("deny", "redact")
-
-    def applies_to(self, exchange: Exchange, model_known: bool = True) -> bool:
-        return (
-            self.paths(exchange.path)
-            and (not model_known or self.models(exchange.model))
-            and (not self.shapes or exchange.shape in self.shapes)
-            and all(glob(exchange.headers.get(name)) for name, glob in self.headers)
-        )
-
-    def scans_role(self, role: str) -> bool:
-        return not self.roles or role in self.roles
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledCheck:
-    """A rule that runs a check; matches exchanges like a CompiledRule."""
-
-    id: str
-    action: str
-    mode: str
-    on_error: str
-    check: Check
-    paths: Glob
-    models: Glob
-    shapes: frozenset[str]
-    headers: tuple[tuple[str, Glob], ...]
-    capture = False
-
-    enforced = CompiledRule.enforced
-    applies_to = CompiledRule.applies_to
+__all__ = ["CompiledCheck", "CompiledPolicy", "CompiledRule", "Exchange", "Glob", "compile_policy"]
 
 
 @dataclass(frozen=True, slots=True)

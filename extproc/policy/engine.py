@@ -18,8 +18,8 @@ from extproc import metrics
 from extproc.errors import GatewayError, PolicyDenied, PolicyUnavailable
 from extproc.model import Finding, Segment
 from extproc.normalize import Budget, normalize
-from extproc.policy.compile import CompiledRule
 from extproc.redact import Span, merge_spans, replacement_for
+from extproc.rules import CompiledRule, Hit
 from extproc.work_budget import WorkBudget, cpu_now
 
 # A failed detector (error) outranks redact: a redaction that may be incomplete is not sent; a definite deny
@@ -28,20 +28,6 @@ ACTION_RANK = {"allow": 0, "annotate": 1, "redact": 2, "error": 3, "deny": 4}
 DETECTOR_FAILED = "detector_failed"
 WORK_BUDGET_SPENT = "work_budget_spent"
 _NOT_RUN = frozenset((DETECTOR_FAILED, WORK_BUDGET_SPENT))
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    rule: CompiledRule
-    finding: Finding
-    value: str  # the matched text: used for digests and redaction, never logged unless rule.capture
-    direction: str
-    action_taken: str | None = None  # a check's rewrite, or an earlier turn's deny, records "redact"
-    where: str | None = None  # the message it was found in, e.g. "messages[3] (user)"
-
-    @property
-    def action(self) -> str:
-        return self.action_taken or self.rule.action
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
 from extproc import checks, detectors, shapes
+from extproc.rules import Redaction
 
 Action = Literal["deny", "redact", "annotate"]
 Mode = Literal["enforce", "monitor"]
@@ -58,11 +59,6 @@ class Match(Strict):
     roles: list[Role] = Field(
         default_factory=list, description="message roles scanned (user, system, tool, assistant, ...)"
     )
-
-
-class Redaction(Strict):
-    format: Literal["placeholder", "mask", "hash"] = "placeholder"
-    placeholder: str = Field("[{LABEL}]", description="{label}/{LABEL} are replaced by the finding label")
 
 
 class RuleBase(Strict):

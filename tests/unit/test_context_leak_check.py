@@ -11,13 +11,12 @@ import orjson
 import pytest
 
 from extproc import audit, shapes
-from extproc.checks._shingles import SYSTEM, TOOLS, ContextEcho, Fingerprints, shingle_hashes, tokens
-from extproc import shapes
+from extproc.checks._shingles import SYSTEM, ContextEcho, Fingerprints, shingle_hashes, tokens
 from extproc.checks.context_leak import Params, new_canary, response_rule
 
 tool_texts = shapes.all_shapes()["openai_chat"].tool_texts
+from extproc.exchange_cases import run_exchange
 from extproc.policy.compile import CompiledCheck
-from extproc.policy.exchange_cases import run_exchange
 from extproc.session import Session
 from extproc.stream_scan import StreamScanner
 from tests import sessions

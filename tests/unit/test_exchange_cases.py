@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from extproc.policy.exchange_cases import run_exchange
+from extproc.exchange_cases import run_exchange
 from tests.policies import policy
 
 CLAMP_AND_REDACT = policy("""

@@ -12,8 +12,14 @@ import structlog
 from aiohttp import web
 
 from extproc import metrics
-from extproc.model_digests import (DigestCache, DigestSourceError, normalize_digest, ollama_name, parse_tags,
-                                   split_tag)
+from extproc.model_digests import (
+    DigestCache,
+    DigestSourceError,
+    normalize_digest,
+    ollama_name,
+    parse_tags,
+    split_tag,
+)
 
 DIGEST_A = "a" * 64
 DIGEST_B = "b" * 64

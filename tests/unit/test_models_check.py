@@ -8,12 +8,11 @@ import pytest
 import structlog
 from upstream import ScriptedUpstream
 
-from extproc import metrics
-from extproc import shapes
+from extproc import metrics, shapes
 from extproc.checks.models import ModelsParams, same_model
 
 served_model = shapes.all_shapes()["openai_chat"].served_model
-from extproc.policy.exchange_cases import run_exchange
+from extproc.exchange_cases import run_exchange
 from extproc.policy.load import PolicyError
 from tests.policies import policy
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extproc.policy.cases import run_cases
+from extproc.policy_cases import run_cases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "extproc" / "policies" / "examples"
 POLICIES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith(".tests.yaml"))

@@ -4,8 +4,7 @@ import orjson
 import pytest
 import structlog
 from policies import SECRET_PATTERN, regex_rule, rules
-from sessions import (chat, request_body, request_headers, response_body, response_headers, set_headers,
-                      start)
+from sessions import chat, request_body, request_headers, response_body, response_headers, set_headers, start
 from sse import openai_stream, openai_text
 
 from extproc.session import Session
@@ -291,8 +290,8 @@ def test_phases_no_rule_needs_are_skipped():
 
 
 def test_monitor_rules_do_not_hold_back_streamed_text():
-    from extproc.stream_scan import StreamScanner
     from extproc import shapes
+    from extproc.stream_scan import StreamScanner
     watch = rules(regex_rule("w", "redact", "response", mode="monitor"))
     s = StreamScanner(shapes.all_shapes()["openai_chat"], "sse", watch._by_direction["response"], 65536,
                       "fail_closed")

@@ -16,8 +16,6 @@ import gzip
 import os
 
 import orjson
-
-from extproc.canonical_json import MAX_DEPTH
 import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +24,7 @@ from policies import SECRET_PATTERN, policy
 from sessions import header_map, request_body, request_headers, response_body, response_headers
 
 from extproc import pb, shapes
+from extproc.canonical_json import MAX_DEPTH
 from extproc.errors import MalformedRequest
 from extproc.session import Session
 

@@ -4,7 +4,6 @@ byte-for-byte, streams still stream, denies end the stream with the shape's erro
 import random
 
 import orjson
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from policies import regex_rule, rules

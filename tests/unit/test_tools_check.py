@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from extproc.checks._tool_schema import ArgSchema
-from extproc.policy.exchange_cases import run_exchange
+from extproc.exchange_cases import run_exchange
 from extproc.policy.load import PolicyError
 from tests.policies import policy
 

@@ -1,9 +1,9 @@
+from detector_checks import assert_hold_sound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.email import EmailDetector
-from detector_checks import assert_hold_sound
 
 DETECTOR = EmailDetector()
 VALID = [

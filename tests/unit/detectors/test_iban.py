@@ -1,6 +1,7 @@
 import re
 
 import pytest
+from detector_checks import assert_hold_sound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import iban as stdnum_iban
@@ -8,7 +9,6 @@ from stdnum import numdb
 
 from extproc.detectors import get
 from extproc.detectors.iban import _LAYOUTS, _LENGTHS, IbanDetector, mod97_valid
-from detector_checks import assert_hold_sound
 
 DETECTOR = IbanDetector()
 VALID = [

@@ -1,10 +1,10 @@
 import pytest
+from detector_checks import assert_hold_sound, spans
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.ip_address import IpAddressDetector, IpParams
-from detector_checks import assert_hold_sound, spans
 
 DETECTOR = IpAddressDetector()
 PUBLIC_ONLY = IpAddressDetector(IpParams(include_private=False))

@@ -1,11 +1,11 @@
 import pytest
+from detector_checks import assert_hold_sound, spans
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from extproc.detectors import get
 from extproc.detectors.national_id import SUPPORTED_COUNTRIES, NationalIdDetector, NationalIdParams
-from detector_checks import assert_hold_sound, spans
 
 DETECTOR = NationalIdDetector()
 # (type, value, words before it): values are python-stdnum's documented examples or public test numbers.

@@ -1,10 +1,10 @@
 import pytest
+from detector_checks import assert_hold_sound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.payment_card import PaymentCardDetector, luhn_valid, scheme_of
-from detector_checks import assert_hold_sound
 
 DETECTOR = PaymentCardDetector()
 VALID = {

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from extproc.detectors import get
-from extproc.detectors.secret_hold import FOLD
 from extproc.detectors.secret_catalog import ALL_LABELS as LABELS
 from extproc.detectors.secret_catalog import RULES
 from extproc.detectors.secret_formats import FORMATS, parts
+from extproc.detectors.secret_hold import FOLD
 from extproc.detectors.secrets import SecretsDetector, SecretsParams
 
 RNG = random.Random(20240607)

@@ -615,6 +615,7 @@ def test_hostile_repetition_stays_fast(unit):
 
 def test_a_look_alike_of_an_allowed_host_is_not_folded_into_it_by_normalisation():
     from policies import policy
+
     from extproc.policy.engine import scan_text
     compiled = policy("version: 1\nrules:\n  - {id: l, detector: unsafe_links, direction: response, action: redact,"
                       " params: {allowed_domains: [example.com]}}\n")

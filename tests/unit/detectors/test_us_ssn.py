@@ -1,10 +1,10 @@
 import pytest
+from detector_checks import assert_hold_sound, spans
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.detectors import get
 from extproc.detectors.us_ssn import SsnParams, UsSsnDetector, issuable
-from detector_checks import assert_hold_sound, spans
 
 DETECTOR = UsSsnDetector()
 PROSE = ["my", "SSN", "is", "Grüße", "日本語", "—", "-", "12", "2023", "no.", "ö", "social", "security", "x"]

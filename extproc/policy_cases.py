@@ -10,14 +10,14 @@ Cases file (default: the policy path with `.tests.yaml` in place of `.yaml`):
         redacted: "..."             # optional: the exact text after redaction
 
 A case with `exchange:` instead of `text:` runs a whole request (and optionally a response) through the
-service in-process; see `extproc.policy.exchange_cases` for its fields.
+service in-process; see `extproc.exchange_cases` for its fields.
 """
 
 from __future__ import annotations
 
 import yaml
 
-from extproc.policy.exchange_cases import run_exchange
+from extproc.exchange_cases import run_exchange
 from extproc.scan import evaluate_text, load
 
 
