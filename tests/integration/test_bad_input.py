@@ -70,9 +70,16 @@ def openai_error(reply: Reply, status: int) -> dict:
     return error
 
 
-def assert_nothing_reached_upstream(upstream) -> None:
-    time.sleep(0.05)
-    assert upstream.requests == []
+CONTROL = {"model": "m", "messages": [{"role": "user", "content": "control request"}]}
+
+
+def assert_nothing_reached_upstream(upstream, stack) -> None:
+    """A positive signal instead of waiting for nothing: a control request sent after the refused one must
+    reach the upstream, and it must be the only request the upstream recorded."""
+    upstream.respond(CHAT, headers={"content-type": "application/json"}, body=b'{"choices": []}')
+    assert stack.post(CHAT, CONTROL).status == 200
+    upstream.wait_for_requests(1)
+    assert [r.json() for r in upstream.requests] == [CONTROL]
 
 
 # ---- malformed JSON, in each API's own error format ------------------------------------------------------
@@ -84,7 +91,7 @@ def test_malformed_json_gets_400_in_openai_format(stack, upstream, body):
     error = openai_error(reply, 400)
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "invalid_request"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_malformed_json_gets_400_in_ollama_and_anthropic_formats(stack, upstream):
@@ -93,7 +100,7 @@ def test_malformed_json_gets_400_in_ollama_and_anthropic_formats(stack, upstream
     reply, _ = post(stack, ANTHROPIC, b'{"messages": [')
     assert reply.status == 400
     assert reply.json()["type"] == "error" and reply.json()["error"]["type"] == "invalid_request_error"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 # ---- wrong types ---------------------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def test_wrong_types_get_400_naming_the_field(stack, upstream, doc, field):
     reply, _ = post(stack, CHAT, json.dumps(doc).encode())
     error = openai_error(reply, 400)
     assert field in error["message"]
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 # ---- size and shape extremes ----------------------------------------------------------------------------
@@ -126,7 +133,7 @@ def test_json_nested_100k_deep_gets_400(stack, upstream):
     error = openai_error(reply, 400)
     assert "not valid JSON" in error["message"]
     assert seconds < 5
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_json_nested_within_the_limit_passes_untouched_when_nothing_needs_rewriting(stack, upstream):
@@ -145,7 +152,7 @@ def test_json_nested_300_deep_gets_400_not_503(stack, upstream):
     reply, _ = post(stack, CHAT, body)
     error = openai_error(reply, 400)
     assert "nested" in error["message"]
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 @pytest.mark.parametrize("junk", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"],
@@ -154,14 +161,14 @@ def test_invalid_utf8_in_a_json_string_gets_400(stack, upstream, junk):
     body = b'{"model":"m","messages":[{"role":"user","content":"a ' + junk + b' b"}]}'
     error = openai_error(post(stack, CHAT, body)[0], 400)
     assert error["code"] == "invalid_request"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_lone_surrogate_escape_gets_400(stack, upstream):
     error = openai_error(post(stack, CHAT, b'{"model":"m","messages":[{"role":"user","content":"\\ud800"}]}')[0],
                          400)
     assert error["code"] == "invalid_request"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_body_over_the_policy_limit_gets_413_in_api_format(stack, upstream):
@@ -169,7 +176,7 @@ def test_body_over_the_policy_limit_gets_413_in_api_format(stack, upstream):
     assert len(body) < 4 * 1024 * 1024
     error = openai_error(post(stack, CHAT, body)[0], 413)
     assert error["code"] == "payload_too_large"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_body_over_envoys_buffer_limit_gets_envoys_plain_413(stack, upstream):
@@ -178,16 +185,16 @@ def test_body_over_envoys_buffer_limit_gets_envoys_plain_413(stack, upstream):
     try:
         reply, _ = post(stack, CHAT, body)
     except (ConnectionResetError, BrokenPipeError):  # Envoy may reply and close while we are still sending
-        assert_nothing_reached_upstream(upstream)
+        assert_nothing_reached_upstream(upstream, stack)
         return
     assert reply.status == 413
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_empty_body_on_an_llm_path_gets_400(stack, upstream):
     error = openai_error(post(stack, CHAT, b"", {"content-length": "0"})[0], 400)
     assert "no body" in error["message"] or "not valid JSON" in error["message"]
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 # ---- content type and content encoding ---------------------------------------------------------------
@@ -198,13 +205,13 @@ def test_content_type_is_not_trusted_a_json_body_is_scanned_whatever_it_says(sta
     x-www-form-urlencoded), so the gateway does too: a label cannot smuggle a secret past the scan."""
     reply, _ = post(stack, CHAT, json.dumps(chat(f"key {AWS_KEY}")).encode(), {"content-type": content_type})
     assert openai_error(reply, 403)["code"] == "policy_violation"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_non_json_body_under_a_non_json_content_type_gets_400(stack, upstream):
     reply, _ = post(stack, CHAT, b"model=m&prompt=hello", {"content-type": "application/x-www-form-urlencoded"})
     assert openai_error(reply, 400)["code"] == "invalid_request"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_clean_json_under_text_plain_passes(stack, upstream):
@@ -220,7 +227,7 @@ def test_content_encoded_request_body_gets_415(stack, upstream, encoding):
     reply, _ = post(stack, CHAT, body, {"content-encoding": encoding})
     error = openai_error(reply, 415)
     assert error["code"] == "unsupported_content_encoding"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_content_encoded_request_in_ollama_and_anthropic_formats(stack, upstream):
@@ -229,7 +236,7 @@ def test_content_encoded_request_in_ollama_and_anthropic_formats(stack, upstream
     assert reply.status == 415 and "uncompressed" in reply.json()["error"]
     reply, _ = post(stack, ANTHROPIC, body, {"content-encoding": "gzip"})
     assert reply.status == 415 and reply.json()["type"] == "error"
-    assert_nothing_reached_upstream(upstream)
+    assert_nothing_reached_upstream(upstream, stack)
 
 
 def test_identity_content_encoding_passes(stack, upstream):
@@ -250,54 +257,26 @@ def test_content_encoding_on_any_path_with_a_body_gets_415(stack, upstream):
 
 
 # ---- 100 000 messages: last, because a scan Envoy gave up on still occupies the worker afterwards -------
-def test_100k_messages_are_scanned_and_forwarded_within_the_message_timeout(stack, upstream):
-    """3.1 MB, 100 000 messages: every message is scanned (one detector call each) and the request goes on.
-    About 2 s of CPU in the service on this machine, close to the 2 s message_timeout (see docs/faults.md)."""
+def test_100k_messages_are_scanned_and_forwarded_or_refused_within_the_work_budget(stack, upstream):
+    """3.1 MB, 100 000 messages: every message is scanned and the request goes on, or the exchange uses up its
+    detector CPU budget and is refused in the API's format (503 work_budget_exceeded); never a timeout."""
     body = json.dumps(chat() | {"messages": [{"role": "user", "content": "hi"}] * 100_000}).encode()
-    reply, seconds = post(stack, CHAT, body)
-    assert reply.status in (200, 504), reply.body[:200]
-    if reply.status == 504:  # Envoy's message_timeout, not the service: recorded, not hidden
-        assert b"policy_error" not in reply.body
-        pytest.xfail(f"scanning 100k messages outlasted the 2 s message_timeout ({seconds:.1f} s on a loaded box)")
+    reply, _ = post(stack, CHAT, body)
+    if reply.status == 503:
+        assert openai_error(reply, 503)["code"] == "work_budget_exceeded"
+        assert_nothing_reached_upstream(upstream, stack)
+        return
+    assert reply.status == 200, reply.body[:200]
     [received] = upstream.wait_for_requests(1, timeout=10)
     assert len(received.json()["messages"]) == 100_000
 
 
-def test_100k_messages_with_one_secret_are_denied(stack, upstream):
+def test_100k_messages_with_one_secret_are_refused(stack, upstream):
+    """The secret is in the last message: it is found (403), or the budget runs out before it and the rules
+    fail closed (503); either way nothing reaches the upstream."""
     messages = [{"role": "user", "content": "hi"}] * 99_999 + [{"role": "user", "content": f"key {AWS_KEY}"}]
-    reply, seconds = post(stack, CHAT, json.dumps(chat() | {"messages": messages}).encode())
-    if reply.status == 504:
-        pytest.xfail(f"scanning 100k messages outlasted the 2 s message_timeout ({seconds:.1f} s)")
-    error = openai_error(reply, 403)
-    assert error["code"] == "policy_violation"
-    assert_nothing_reached_upstream(upstream)
-
-
-def test_a_huge_request_does_not_stall_other_exchanges(stack, upstream):
-    import threading
-
-    big = json.dumps(chat() | {"messages": [{"role": "user", "content": "hi"}] * 100_000}).encode()
-    thread = threading.Thread(target=post, args=(stack, CHAT, big))
-    thread.start()
-    time.sleep(0.3)  # the big body is being scanned
-    try:
-        reply, seconds = post(stack, CHAT, json.dumps(chat("small")).encode())
-    finally:
-        thread.join()
-    # Measured: the small request waits for the big scan and, past message_timeout, gets Envoy's 504 too.
-    assert reply.status == 200 and seconds < 0.5, (reply.status, round(seconds, 2))
-
-
-# ---- afterwards: nothing from these requests reached a log ----------------------------------------------
-def test_no_5xx_from_the_service_and_no_secret_in_logs(stack):
-    records = stack.audit_records()
-    assert records
-    statuses = [r.get("status_sent") for r in records if r.get("status_sent")]
-    assert all(400 <= s < 500 for s in statuses), statuses
-    # Envoy's own refusals (413 over its buffer, ...) are recorded as `error` with `local_reply`; the service
-    # itself never errs here.
-    assert not [r for r in records if r.get("decision") == "error" and not r.get("local_reply")]
-    service_log = stack.log("service")
-    assert '"message_failed"' not in service_log
-    for secret in (AWS_KEY, SECRET):
-        assert secret not in service_log and secret not in stack.log("envoy")
+    reply, _ = post(stack, CHAT, json.dumps(chat() | {"messages": messages}).encode())
+    expected = {403: "policy_violation", 503: "work_budget_exceeded"}
+    assert reply.status in expected, reply.body[:200]
+    assert openai_error(reply, reply.status)["code"] == expected[reply.status]
+    assert_nothing_reached_upstream(upstream, stack)
