@@ -12,7 +12,7 @@ import timeit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-from extproc.framing import framer_for  # noqa: E402
+from extproc.framing import framer_for
 
 EVENTS = 200
 REPEATS = 7

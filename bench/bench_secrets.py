@@ -21,15 +21,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-from extproc.detectors.patterns import compile_re2  # noqa: E402
-from extproc.detectors.secret_catalog import RULES  # noqa: E402
-from extproc.detectors.secret_formats import PREFIXES  # noqa: E402
-from extproc.detectors.secrets import SecretsDetector  # noqa: E402
+from extproc.detectors.patterns import compile_re2
+from extproc.detectors.secret_catalog import RULES
+from extproc.detectors.secret_formats import PREFIXES
+from extproc.detectors.secrets import SecretsDetector
 
 RNG = random.Random(7)
-WORDS = ("the model should answer every question about tokens and keys in a secret garden while the password "
-         "reset flow sends an email to the user who asked for access to the api documentation of our service "
-         "and then we deploy with kubernetes using a config map plus some environment variables").split()
+WORDS = ["the", "model", "should", "answer", "every", "question", "about", "tokens", "and", "keys", "in", "a", "secret", "garden", "while", "the", "password", "reset", "flow", "sends", "an", "email", "to", "the", "user", "who", "asked", "for", "access", "to", "the", "api", "documentation", "of", "our", "service", "and", "then", "we", "deploy", "with", "kubernetes", "using", "a", "config", "map", "plus", "some", "environment", "variables"]
 CODE = '''def load(path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     api_key = os.environ["OPENAI_API_KEY"]

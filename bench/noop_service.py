@@ -46,7 +46,7 @@ def reply_to(request: pb.ProcessingRequest) -> pb.ProcessingResponse:
 
 
 class NoopProcessor(pb.ExternalProcessorServicer):
-    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],  # noqa: N802
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
         async for request in request_iterator:
             MESSAGES[request.WhichOneof("request")].observe(0.0)

@@ -121,8 +121,8 @@ def analyse(raw_path: str, top: int = 20) -> str:
                                                                                     "/patterns.py"))}
         for name in detectors_seen:
             marks[f"detector {name} (find + hold, inclusive)"] += n
-    lines = [f"{total} samples ({idle} idle-wait samples left out). Without --profile-native only Python frames"
-             " are seen: own time in `Handle._run` / `Thread.run` is then gRPC's Cython/C core and syscalls.", "",
+    lines = [(f"{total} samples ({idle} idle-wait samples left out). Without --profile-native only Python frames"
+             " are seen: own time in `Handle._run` / `Thread.run` is then gRPC's Cython/C core and syscalls."), "",
              "| by component (own time) | share |", "|---|---|"]
     lines += [f"| {name} | {n / total:.1%} |" for name, n in comp.most_common(top)]
     lines += ["", "| inclusive | share |", "|---|---|"]
@@ -154,8 +154,8 @@ def main(args, command: str) -> int:  # type: ignore[no-untyped-def]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     os.makedirs(args.out, exist_ok=True)
     how = "--native (blocking: the service runs slower while sampled)" if args.profile_native else "--nonblocking"
-    sections = [f"# Service profile ({policy_name} policy)", "", f"`{command}` — {stamp} UTC, py-spy {how} at"
-                " 200 Hz, load generator and Envoy on the same 2 cores (noisy)", ""]
+    sections = [f"# Service profile ({policy_name} policy)", "", (f"`{command}` — {stamp} UTC, py-spy {how} at"
+                " 200 Hz, load generator and Envoy on the same 2 cores (noisy)"), ""]
     try:
         up = lab.upstream()
         lab.wait()

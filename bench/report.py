@@ -150,28 +150,28 @@ def markdown(results: dict) -> str:
         "",
         f"`{m['command']}` — {m['date']}, git {m['git']}",
         "",
-        f"- machine: {m['cores']} cores ({m['cpu']}), {m['platform']}; load average at start {m['started_loadavg']},"
+        (f"- machine: {m['cores']} cores ({m['cpu']}), {m['platform']}; load average at start {m['started_loadavg']},"
         f" at end {m.get('finished_loadavg', '?')} (the machine was shared: figures are noisy, medians of"
-        f" {plan['rounds']} interleaved round(s))",
+        f" {plan['rounds']} interleaved round(s))"),
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        f"- load generator: {plan['load_generator']}, {plan['duration_s']} s per cell; Envoy --concurrency"
-        f" {plan['envoy_concurrency']}; every process on the same 2 cores (client, Envoy, service, upstream)",
+        (f"- load generator: {plan['load_generator']}, {plan['duration_s']} s per cell; Envoy --concurrency"
+        f" {plan['envoy_concurrency']}; every process on the same 2 cores (client, Envoy, service, upstream)"),
         f"- detectors registered: {', '.join(m['detectors'])}",
     ]
     for name, info in m["policies"].items():
         notes = f" ({'; '.join(info['notes'])})" if info["notes"] else ""
         lines.append(f"- policy `{name}`: {info['rules']} rule(s){notes}")
     if results.get("goals"):
-        lines += ["", "## Goals", "", "The floor is the same figure for a Python ext_proc that does no work at"
-                  " all (bench/noop_service.py: same phases, same Envoy filter), measured in the same run.", "",
+        lines += ["", "## Goals", "", ("The floor is the same figure for a Python ext_proc that does no work at"
+                  " all (bench/noop_service.py: same phases, same Envoy filter), measured in the same run."), "",
                   "| goal | measured | met | floor (no-op ext_proc) | where |", "|---|---|---|---|---|"]
         for g in results["goals"]:
             met = "yes" if g["met"] else "**no**"
             lines.append(f"| {g['goal']} | {g['measured']} | {met} | {_f(g.get('floor'), 3)} | {g['where']} |")
     if results.get("chat"):
         lines += ["", "## Non-streamed chat completions (request and response bodies of the given size)", "",
-                  "| body | conns | target | req/s | × baseline | p50 ms | p50 added | p50 × | p99 ms | p99 added |"
-                  " p99 × | service CPU µs/req | Envoy CPU µs/req | errors |",
+                  ("| body | conns | target | req/s | × baseline | p50 ms | p50 added | p50 × | p99 ms | p99 added |"
+                  " p99 × | service CPU µs/req | Envoy CPU µs/req | errors |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(results["chat"], key=lambda r: (r["size"], r["conns"], _order(r["target"]))):
             lines.append(
@@ -180,10 +180,10 @@ def markdown(results: dict) -> str:
                 f"{_f(r.get('p50_x'))} | {_f(r['p99_ms'], 3)} | {_signed(r.get('p99_added_ms'), 3)} | "
                 f"{_f(r.get('p99_x'))} | {_f(r['service_cpu_us'], 0)} | {_f(r['envoy_cpu_us'], 0)} | {r['errors']} |")
     if results.get("stream"):
-        lines += ["", f"## Streamed responses ({200} SSE events; first byte = first body byte, first text = first"
-                  " record with content; medians per stream)", "",
-                  "| events | conns | target | first byte ms | added | first text ms | added | total ms | added |"
-                  " ext_proc msgs/stream | service CPU µs/msg | service CPU ms/stream | altered/failed |",
+        lines += ["", (f"## Streamed responses ({200} SSE events; first byte = first body byte, first text = first"
+                  " record with content; medians per stream)"), "",
+                  ("| events | conns | target | first byte ms | added | first text ms | added | total ms | added |"
+                  " ext_proc msgs/stream | service CPU µs/msg | service CPU ms/stream | altered/failed |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(results["stream"], key=lambda r: (-r["gap_us"], r["conns"], _order(r["target"]))):
             pacing = f"{r['gap_us'] / 1000:g} ms apart" if r["gap_us"] else "back to back"
@@ -196,8 +196,8 @@ def markdown(results: dict) -> str:
                 f"{r['altered_or_failed']} |")
     if results.get("leak"):
         lines += ["", "## Leak check (secrets / e-mails split across SSE events; half of the responses planted)",
-                  "", "| target | responses | planted values | reached the client | clean text altered |"
-                  " failed responses |", "|---|---|---|---|---|---|"]
+                  "", ("| target | responses | planted values | reached the client | clean text altered |"
+                  " failed responses |"), "|---|---|---|---|---|---|"]
         for r in results["leak"]:
             name = LABELS[r["target"]] + (" (control: must leak)" if r["target"] == "none" else "")
             lines.append(f"| {name} | {r['responses']} | {r['planted']} | {r['leaked']} | {r['altered']} |"

@@ -7,7 +7,8 @@ from typing import Any
 
 from extproc import logs, metrics
 from extproc.digest import keyed_digest
-from extproc.policy.engine import Hit, Verdict
+from extproc.policy.engine import Verdict
+from extproc.rules import Hit
 
 _log = logs.get("extproc.audit")
 DEFAULT_HITS_PER_RULE = 20  # the policy setting `audit_hits_per_rule`

@@ -12,8 +12,8 @@ import string
 
 _PAIRS = (
     # Cyrillic
-    "аaвbеeҽeһhіiјjкkмmнhоoпnрpсcтtуyхxѕsԁdԛqԝwӏlьbүyѵvѡw"
-    "АAВBЕEЅSІIЈJКKМMНHОOРPСCТTУYХXԚQԜWӀIҮYѴVԌGԀDЬb",
+    ("аaвbеeҽeһhіiјjкkмmнhоoпnрpсcтtуyхxѕsԁdԛqԝwӏlьbүyѵvѡw"
+    "АAВBЕEЅSІIЈJКKМMНHОOРPСCТTУYХXԚQԜWӀIҮYѴVԌGԀDЬb"),
     # Greek (lunate sigma would become a final sigma under NFKC, so it is folded first)
     "ΑAΒBΕEΖZΗHΙIΚKΜMΝNΟOΡPΤTΥYΧXϜFοoνvαaιiκkρpυuχxγyϲcϹCϳj",
     # Armenian

@@ -14,7 +14,7 @@ from typing import Any
 
 from extproc.document import is_joined
 from extproc.model import Segment
-from extproc.policy.engine import Hit
+from extproc.rules import CompiledRule, Hit
 
 
 def turn_of(locator: tuple[Any, ...], messages_field: str) -> int | None:
@@ -38,7 +38,8 @@ def place_hits(found: list[tuple[int, Hit]], segments: list[Segment],
         turn, role = turns[index], segments[index].role
         where = f"{messages_field}[{turn}] ({role})" if turn is not None else f"({role})"
         action = hit.action_taken
-        if (hit.rule.action == "deny" and hit.rule.history == "redact" and turn is not None
+        if (isinstance(hit.rule, CompiledRule) and hit.rule.action == "deny" and hit.rule.history == "redact"
+                and turn is not None
                 and newest is not None and turn < newest):
             action = "redact"
         placed.append((index, dataclasses.replace(hit, where=where, action_taken=action)))

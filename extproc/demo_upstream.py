@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-delay-ms", type=float, default=20.0, help="pause between streamed pieces")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(*args.listen, args.chunk_delay_ms))
+        host, port = args.listen
+        asyncio.run(_serve(host, port, args.chunk_delay_ms))
     return 0
 
 

@@ -74,7 +74,8 @@ class Reply:
 def make_reply(body: dict[str, Any], user_text: str, default_model: str = DEFAULT_MODEL) -> Reply:
     text = answer_for(user_text)
     pieces = split_pieces(text)
-    model = body.get("model") if isinstance(body.get("model"), str) else default_model
+    asked = body.get("model")
+    model = asked if isinstance(asked, str) else default_model
     ident = hashlib.sha256(text.encode()).hexdigest()[:24]
     usage = (max(1, len(user_text.split())), len(pieces))
     return Reply(model, text, pieces, *usage, ident, int(time.time()))

@@ -78,7 +78,7 @@ def immediate_reply(status: int, body: bytes, *, content_type: str = "applicatio
                     ) -> pb.ProcessingResponse:
     reply = pb.ProcessingResponse()
     immediate = reply.immediate_response
-    immediate.status.code = status
+    immediate.status.code = status  # type: ignore[assignment]  # the stubs type enum fields as NewType(int)
     immediate.body = body
     immediate.details = details.replace(" ", "_")
     for key, value in [("content-type", content_type), *set_headers, *retry_advice(set_headers)]:
@@ -99,9 +99,9 @@ def retry_advice(headers: Headers) -> Headers:
 
 def response_mode(body_mode: int, header_mode: int | None = None) -> pb.ProcessingMode:
     """A mode override sent from the response-headers phase: only the response side matters there."""
-    mode = pb.ProcessingMode(response_body_mode=body_mode)
+    mode = pb.ProcessingMode(response_body_mode=body_mode)  # type: ignore[arg-type]  # enum values are ints
     if header_mode is not None:
-        mode.response_header_mode = header_mode
+        mode.response_header_mode = header_mode  # type: ignore[assignment]  # enum values are ints
     return mode
 
 

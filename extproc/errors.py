@@ -18,6 +18,7 @@ class GatewayError(Exception):
     status = 500
     code = "internal_error"
     error_type = "server_error"
+    retry_after: float | None = None  # seconds, for 429s (a budget's window)
 
     def __init__(self, message: str, *, code: str | None = None, rules: tuple[str, ...] = ()) -> None:
         super().__init__(message)

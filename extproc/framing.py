@@ -68,6 +68,7 @@ class _Framer:
 
     def _take(self, chunk: bytes, final: bool) -> list[Record]:
         held = self._held
+        data: bytes | bytearray
         if held:
             held += chunk
             data = held
@@ -104,7 +105,7 @@ class SseFramer(_Framer):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pairs = _LINE_END_PAIRS
+        self._pairs: tuple[bytes, ...] = _LINE_END_PAIRS
 
     def _end(self, data: bytes | bytearray, start: int, scan: int, final: bool) -> int:
         if data[start] in (_LF, _CR):

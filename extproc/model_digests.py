@@ -32,7 +32,7 @@ class DigestSourceError(Exception):
 
 def normalize_digest(value: str) -> str:
     value = value.strip().lower()
-    return value[len("sha256:"):] if value.startswith("sha256:") else value
+    return value.removeprefix("sha256:")
 
 
 def split_tag(name: str) -> tuple[str, str | None]:
@@ -65,12 +65,11 @@ def parse_tags(doc: Any) -> dict[str, str]:
 
 async def fetch_tags(base_url: str, timeout: float) -> dict[str, str]:
     """Read `base_url/api/tags`, the whole exchange bounded by `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        async with aiohttp.ClientSession() as session:
-            async with session.get(base_url.rstrip("/") + "/api/tags") as reply:
-                if reply.status != 200:
-                    raise DigestSourceError(f"the digest source answered HTTP {reply.status}")
-                body = await reply.content.read(MAX_TAGS_BYTES + 1)
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session, \
+            session.get(base_url.rstrip("/") + "/api/tags") as reply:
+        if reply.status != 200:
+            raise DigestSourceError(f"the digest source answered HTTP {reply.status}")
+        body = await reply.content.read(MAX_TAGS_BYTES + 1)
     if len(body) > MAX_TAGS_BYTES:
         raise DigestSourceError(f"the digest source's answer is larger than {MAX_TAGS_BYTES} bytes")
     try:

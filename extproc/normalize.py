@@ -17,7 +17,7 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate, compress, count
+from itertools import accumulate, compress, count, pairwise
 from urllib.parse import unquote
 
 from extproc.confusables import BASE64_CLASS, CONFUSABLES, INVISIBLE, PERCENT_CLASS, TAGS
@@ -81,7 +81,7 @@ _Folded = tuple[str, _Pieces | None, Iterable[tuple[int, int, str]]]
 class Normalized:
     """What detectors see (`text`, `decoded`) and the way back to the original offsets."""
 
-    __slots__ = ("text", "decoded", "budget_exhausted", "_size", "_pieces")
+    __slots__ = ("_pieces", "_size", "budget_exhausted", "decoded", "text")
 
     def __init__(self, text: str, original_size: int, pieces: _Pieces | None) -> None:
         self.text = text
@@ -173,7 +173,7 @@ def _fold(text: str) -> _Folded:
 
 def _changes(chars: str) -> dict[str, str]:
     """{character: folded} for the distinct characters of `chars` that fold to something else."""
-    changes = {}
+    changes: dict[str, str] = {}
     for _ in range(_REPLACE_LIMIT):  # peeling characters off is faster than set() for typical prose
         if not chars:
             return changes
@@ -207,7 +207,7 @@ def _tag_runs(text: str, positions: list[int]) -> Iterator[tuple[int, int, str]]
     """Runs of adjacent invisible characters (at `positions`) that carry ASCII in tag characters."""
     gaps = map(operator.sub, positions[1:], positions)
     breaks = [0, *compress(count(1), map((1).__ne__, gaps)), len(positions)]
-    for first, last in zip(breaks, breaks[1:]):
+    for first, last in pairwise(breaks):
         start, end = positions[first], positions[last - 1] + 1
         if smuggled := text[start:end].translate(_TAG_ASCII):
             yield start, end, smuggled

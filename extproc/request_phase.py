@@ -5,27 +5,26 @@ A mixin of `extproc.session.Session`, which owns the state these methods use."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-from extproc import canonical_json, conversation, document, envoy, limits, pb, shapes
+from extproc import canonical_json, document, envoy, limits, pb, shapes
 from extproc.checks.context import CheckContext
 from extproc.checks.runner import ExchangeChecks, needs_response
 from extproc.errors import MalformedRequest, PayloadTooLarge, PolicyDenied, UnsupportedEncoding
 from extproc.model import Segment
 from extproc.policy.compile import Exchange
-from extproc.policy.engine import decide, scan_segments
-from extproc.redact import redacted_pieces
 from extproc.response_phase import dumps_or
+from extproc.session_state import QUERY_LOCATOR, SessionState
 from extproc.shapes.generic_json import NAME as GENERIC
 
 CONTINUE_REQUEST_BODY = envoy.body_reply("request")
 LARGE_BODY_BYTES = 256 * 1024  # bodies scanned off the event loop (the server also asks Envoy for more time)
 NOT_JSON = object()
-QUERY_LOCATOR = ("__query__",)
 
 
-class RequestPhase:
+class RequestPhase(SessionState):
     """Request headers and body handlers of a Session."""
 
     def _on_request_headers(self, msg: Any) -> pb.ProcessingResponse:
@@ -78,7 +77,7 @@ class RequestPhase:
                                          if not needed]
         return envoy.phases_mode(request_body=request, response=response)
 
-    def _on_request_body(self, msg: Any) -> pb.ProcessingResponse:
+    def _on_request_body(self, msg: Any) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
         assert self.shape is not None
         body = msg.body
         self.large_body = len(body) > LARGE_BODY_BYTES
@@ -162,24 +161,6 @@ class RequestPhase:
         return envoy.body_reply("request", body=new_body, metadata=self._metadata(),
                                 set_headers=[("content-length", str(len(new_body))), *new_path])
 
-    def _apply_rules(self, rules: tuple, segments: list, doc: Any, direction: str) -> bool:
-        """Scan segments, raise on deny, redact in place in `doc`; True if the document changed."""
-        found = scan_segments(rules, segments, direction, self.budget, self.settings.normalize, self.work)
-        if direction == "request" and found:
-            found = conversation.place_hits(found, segments, self.shape.messages_field)
-        self.verdict.hits.extend(hit for _, hit in found)
-        decision = decide(found)
-        if decision.refusal is not None:
-            raise decision.refusal  # the session boundary answers it in the API's format (_refuse)
-        changed = False
-        for index, spans in decision.spans.items():
-            for locator, text in redacted_pieces(segments[index], spans):
-                if locator == QUERY_LOCATOR:
-                    self.new_query = text
-                    continue
-                self.shape.write_text(doc, locator, text)
-                changed = True
-        return changed
 
 
 def _limits_set(limits: Any) -> bool:

@@ -13,13 +13,14 @@ from extproc.envoy_edge import LOCAL_REPLY_MARKER
 from extproc.errors import GatewayError, PayloadTooLarge, PolicyUnavailable, decision_of
 from extproc.framing import sniff
 from extproc.policy.engine import Verdict
+from extproc.session_state import SessionState
 from extproc.stream_scan import StreamScanner
 
 CONTINUE_RESPONSE_BODY = envoy.body_reply("response")
 FRAMINGS = {"text/event-stream": "sse", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson"}
 
 
-class ResponsePhase:
+class ResponsePhase(SessionState):
     """Response headers and body handlers of a Session."""
 
     def _on_response_headers(self, msg: Any) -> pb.ProcessingResponse:

@@ -8,9 +8,10 @@ from typing import IO
 import orjson
 
 from extproc.policy.compile import CompiledPolicy
-from extproc.policy.engine import Hit, decide, scan_text
+from extproc.policy.engine import decide, scan_text
 from extproc.policy.reload import compile_text, default_policy_text
 from extproc.redact import apply_spans
+from extproc.rules import Hit
 
 ROLE_OF_DIRECTION = {"request": "user", "response": "assistant"}
 

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -55,7 +56,7 @@ class ExternalProcessor(pb.ExternalProcessorServicer):
         self.max_streams = max_streams  # 0: no cap
         self.in_flight = 0
 
-    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],  # noqa: N802
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
         if self.max_streams and self.in_flight >= self.max_streams:
             # Refuse at once rather than queue: Envoy fails closed (status_on_error) and the client can retry
@@ -122,7 +123,7 @@ def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
         return None
     with open(options.tls_cert, "rb") as cert, open(options.tls_key or "", "rb") as key:
         pair = [(key.read(), cert.read())]
-    client_ca = open(options.tls_client_ca, "rb").read() if options.tls_client_ca else None
+    client_ca = Path(options.tls_client_ca).read_bytes() if options.tls_client_ca else None
     return grpc.ssl_server_credentials(pair, root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 

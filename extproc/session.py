@@ -18,28 +18,20 @@ import orjson
 
 from extproc import (
     audit,
-    content_coding,
     envoy,
     logs,
     metrics,
     pb,
     shapes,
 )
-from extproc.checks.runner import ExchangeChecks
 from extproc.errors import (
     GatewayError,
     PolicyUnavailable,
     decision_of,
 )
-from extproc.normalize import Budget
-from extproc.policy.compile import CompiledPolicy
-from extproc.policy.engine import Verdict
-from extproc.record import ExchangeRecord
 from extproc.request_phase import RequestPhase
 from extproc.response_phase import ResponsePhase
 from extproc.shapes.base import Shape
-from extproc.stream_scan import StreamScanner
-from extproc.work_budget import WorkBudget
 
 _log = logs.get("extproc.session")
 _MESSAGE_TIMERS: dict[str, Any] = {}  # histogram children by phase, looked up once
@@ -57,33 +49,6 @@ class Phase(StrEnum):
 
 
 class Session(RequestPhase, ResponsePhase):
-    def __init__(self, policy: CompiledPolicy, shadow: bool = False) -> None:
-        self.policy = policy
-        self.shadow = shadow  # a candidate policy's session: no audit record, no metrics, no end-of-exchange work
-        self.shadow_of: Any = None  # the Shadow observing this exchange with a candidate policy, if any
-        self.settings = policy.settings
-        self.verdict = Verdict()
-        self.record = ExchangeRecord(policy=policy.digest[:12])
-        self.headers: dict[str, str] = {}
-        self.shape: Shape | None = None
-        self.response_rules: tuple = ()
-        self.scanner: StreamScanner | None = None
-        self.buffered_response = False
-        self.streamed_response = False
-        self.new_query: str | None = None  # the query string after redaction, when a rule changed it
-        self.raw_request = b""
-        self.raw_response = b""
-        self.sniffed = bytearray()  # a streamed body's first bytes, until they tell its framing
-        self.decoder: content_coding.Decoder | None = None
-        self.response_ended = False  # the response body's end_of_stream arrived
-        self.messages = 0
-        self.asked_for_usage = False
-        self.budget = Budget()  # normalisation work allowed for this whole exchange
-        self.work = WorkBudget(self.settings.max_exchange_cpu_ms)  # detector CPU allowed for this exchange
-        self.started = time.monotonic()
-        self.finished = False
-        self.checks: ExchangeChecks | None = None  # set when checks apply to this exchange
-        self.large_body = False
 
     # ---- dispatch -------------------------------------------------------------------------------------
     def handle(self, request: pb.ProcessingRequest) -> pb.ProcessingResponse | Awaitable[pb.ProcessingResponse]:
@@ -193,7 +158,7 @@ class Session(RequestPhase, ResponsePhase):
         body = self._error_shape().error_body(exc.status, exc.code, exc.message)
         header = f"{self.record.decision}; code={exc.code}" + (f"; rules={','.join(exc.rules)}" if exc.rules else "")
         headers = [(self.settings.annotate_header, header)]
-        if getattr(exc, "retry_after", None) is not None:
+        if exc.retry_after is not None:
             headers.append(("retry-after", str(max(1, int(exc.retry_after)))))
         return envoy.immediate_reply(exc.status, body, set_headers=headers,
                                      details=f"llm_policy_{exc.code}", metadata=self._metadata())
@@ -216,22 +181,8 @@ class Session(RequestPhase, ResponsePhase):
                 exchange[field] = None
         return {k: v for k, v in exchange.items() if v is not None}
 
-    def _record_usage(self, usage: dict[str, int] | None) -> None:
-        if usage:
-            self.record.usage = usage
 
     def _error_shape(self) -> Shape:
         return self.shape or shapes.all_shapes()["openai_chat"]
 
-    def _annotation(self) -> str:
-        parts = [self.verdict.decision]
-        if self.verdict.would:
-            parts.append("would=" + ",".join(self.verdict.would))
-        if self.verdict.hits:
-            parts.append("rules=" + ",".join(self.verdict.rule_ids()))
-        return "; ".join(parts)
 
-    def _metadata(self) -> dict[str, Any]:
-        return {"decision": self.record.decision or self.verdict.decision,
-                "rules": ",".join(self.verdict.rule_ids()), "shape": self.record.shape or "",
-                "model": self.record.model or "", "policy": self.record.policy}

@@ -35,8 +35,8 @@ class Shadow:
 
     def observe(self, request: pb.ProcessingRequest) -> None:
         reply = self.session.handle(request)
-        if inspect.isawaitable(reply):
-            reply.close()  # type: ignore[attr-defined]  # I/O checks are not run in the shadow
+        if inspect.iscoroutine(reply):
+            reply.close()  # I/O checks are not run in the shadow
             self.skipped = True
 
     def outcome(self) -> Outcome:

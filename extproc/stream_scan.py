@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,9 +26,9 @@ from extproc.errors import GatewayError, PayloadTooLarge, PolicyDenied
 from extproc.framing import Record, framer_for
 from extproc.model import TextDelta
 from extproc.normalize import Budget, fold
-from extproc.policy.compile import CompiledRule
-from extproc.policy.engine import Hit, decide, observe_detector_time, scan_text
+from extproc.policy.engine import decide, observe_detector_time, scan_text
 from extproc.redact import Span
+from extproc.rules import CompiledRule, Hit
 from extproc.shapes.base import Shape, set_path
 from extproc.tool_calls import ToolCallAssembler
 from extproc.work_budget import WorkBudget
@@ -59,7 +60,7 @@ class _KeyText:
 class _Pending:
     __slots__ = ("deltas", "payload", "record", "tools")
 
-    def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple]],
+    def __init__(self, record: Record, payload: Any, deltas: list[tuple[Any, int, int, tuple[Any, ...]]],
                  tools: tuple[Any, ...] = ()) -> None:
         self.record = record
         self.payload = payload
@@ -138,7 +139,7 @@ class StreamScanner:
             observe_detector_time(name, seconds)
         self.detector_seconds.clear()
 
-    def _guarded(self, step: Any) -> bytes:
+    def _guarded(self, step: Callable[[], bytes]) -> bytes:
         try:
             return step()
         except GatewayError as exc:
@@ -277,7 +278,7 @@ class StreamScanner:
             return
         hits = scan_text(self.rules, unreleased, "assistant", "response", self.budget, self.normalized,
                          self.detector_seconds, self.work)
-        boundary = _pull_back(boundary, [h for h in hits if h.rule.changes_text], kt.released)
+        boundary = _pull_back(boundary, [h for h in hits if _changes_text(h)], kt.released)
         settled = [h for h in hits if kt.released + h.finding.end <= boundary]
         self._settle(kt, settled)
         kt.released = boundary
@@ -346,6 +347,10 @@ class StreamScanner:
                 kt.text = kt.text[cut - kt.base :]
                 kt.base = cut
                 kt.spans = [s for s in kt.spans if s.end > cut]
+
+
+def _changes_text(hit: Hit) -> bool:
+    return isinstance(hit.rule, CompiledRule) and hit.rule.changes_text
 
 
 def _is_whole(payload: Any, locator: tuple[Any, ...]) -> bool:

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import train_injection as ti  # noqa: E402
+import train_injection as ti
 
-from extproc.detectors._injection.encoder import MODEL_FILE, TOKENIZER_FILE, Encoder  # noqa: E402
+from extproc.detectors._injection.encoder import MODEL_FILE, TOKENIZER_FILE, Encoder
 
 CACHE = Path("/tmp/injection_embeddings.npz")
 TRAIN_DIR = ti.DATA / "train"

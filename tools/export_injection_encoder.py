@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "extproc" / "data"
 sys.path.insert(0, str(ROOT))
 
-from extproc.detectors._injection import encoder as enc  # noqa: E402
+from extproc.detectors._injection import encoder as enc
 
 
 def source_dir() -> Path:

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extproc.detectors import prompt_injection as pi  # noqa: E402
+from extproc.detectors import prompt_injection as pi
 
 DATA = ROOT.parent / "shared" / "data"
 MODEL = ROOT / "extproc" / "data" / "injection_model.json.gz"

@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import embed_injection_rows as er  # noqa: E402
-import train_injection as ti  # noqa: E402
+import embed_injection_rows as er
+import train_injection as ti
 
-from extproc.detectors import prompt_injection as pi  # noqa: E402
-from extproc.detectors._injection import encoder as enc  # noqa: E402
+from extproc.detectors import prompt_injection as pi
+from extproc.detectors._injection import encoder as enc
 
 HEAD = ROOT / "extproc" / "data" / enc.HEAD_FILE
 MANIFEST = ROOT / "tools" / "injection_encoder_manifest.json"

@@ -106,7 +106,7 @@ class Fingerprints:
 
 
 class _Chain:
-    __slots__ = ("first", "end", "credit", "labels")
+    __slots__ = ("credit", "end", "first", "labels")
 
     def __init__(self, first: int, end: int, credit: float, label: str) -> None:
         self.first, self.end, self.credit, self.labels = first, end, credit, {label}

@@ -41,7 +41,7 @@ class NoParams(BaseModel):
 class Check(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
-    needs: ClassVar[frozenset[str]] = frozenset({"request"})
+    needs: frozenset[str] = frozenset({"request"})
     # OWASP Top 10 for LLM Applications entries this covers, 2025 and 2026 numbering, e.g. ("LLM03:2025",
     # "LLM04:2026"); written into every audit hit so reports can group by them.
     owasp: ClassVar[tuple[str, ...]] = ()
@@ -68,4 +68,4 @@ class Check(ABC):
 
     async def close(self) -> None:
         """Release shared resources (connections) when the policy holding this instance is replaced."""
-        return None
+        return

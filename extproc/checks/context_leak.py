@@ -99,7 +99,7 @@ def response_rule(rule: CompiledCheck, detector: ContextEcho) -> CompiledRule:
     for every other rule."""
     return CompiledRule(
         id=rule.id, action=rule.action, mode=rule.mode, on_error=rule.on_error,
-        directions=frozenset({"response"}), detector=detector, redaction=Redaction(), min_score=0.0,
+        directions=frozenset({"response"}), detector=detector, redaction=Redaction(format="placeholder", placeholder="[{LABEL}]"), min_score=0.0,
         capture=False, paths=rule.paths, models=rule.models, shapes=rule.shapes, headers=rule.headers,
         roles=frozenset(),
     )

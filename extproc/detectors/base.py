@@ -13,7 +13,7 @@ file), `max_span` (the longest text it can match, in characters) and two methods
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,7 +38,8 @@ class Detector(ABC):
     blocking: bool = False
 
     def __init__(self, params: BaseModel | None = None) -> None:
-        self.params = params if params is not None else self.Params()
+        # Any: each subclass reads its own Params fields; the policy loader validated them against that model
+        self.params: Any = params if params is not None else self.Params()
 
     @abstractmethod
     def find(self, text: str) -> list[Finding]:

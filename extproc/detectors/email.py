@@ -98,9 +98,8 @@ def _acceptable(text: str, start: int, end: int) -> bool:
     labels = domain.split(".")
     if any(len(label) > 63 for label in labels) or labels[-1].lower() in _FILE_EXTENSIONS:
         return False
-    if end < len(text) and text[end] in _ASCII_WORD and labels[-1].isascii():
-        return False  # `a@b.com2`: the TLD does not end here
-    return True
+    # `a@b.com2`: the TLD does not end here
+    return not (end < len(text) and text[end] in _ASCII_WORD and labels[-1].isascii())
 
 
 def _valid_literal(literal: str) -> bool:

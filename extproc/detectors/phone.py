@@ -167,6 +167,8 @@ def _plausible(region: str, run: str, span: tuple[int, int]) -> bool:
         return False
     source = number.country_code_source
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None:  # a region libphonenumber has no data for: nothing says the number is wrong
+        return True
     if source == CountryCodeSource.FROM_NUMBER_WITHOUT_PLUS_SIGN:
         # `1 425 ...` in North America is the trunk prefix; `49 30 ...` elsewhere is a bare number.
         return str(number.country_code) == metadata.national_prefix
@@ -189,7 +191,7 @@ def _trunk_prefix_ok(number: phonenumbers.PhoneNumber, metadata: phonenumbers.Ph
     prefix = metadata.national_prefix
     if not prefix or national.replace(" ", "") != nsn:
         return True
-    return phonenumbers.normalize_digits_only(number.raw_input).startswith(prefix)
+    return phonenumbers.normalize_digits_only(number.raw_input or "").startswith(prefix)
 
 
 def _look_alikes(run: str) -> list[tuple[int, int]]:

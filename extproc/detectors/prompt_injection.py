@@ -104,7 +104,9 @@ def normalise(text: str) -> tuple[str, str, list[int] | None]:
 
 def _rewrite(text: str, special: frozenset[str]) -> tuple[str, list[int]]:
     """Rewrite only the characters that change, copying the runs between them."""
-    parts, offsets, last = [], [], 0
+    parts: list[str] = []
+    offsets: list[int] = []
+    last = 0
     for i in [i for i, c in enumerate(text) if c in special]:
         parts.append(text[last:i])
         offsets.extend(range(last, i))

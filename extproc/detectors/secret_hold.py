@@ -72,12 +72,14 @@ class SecretHold:
 
         Walks `hay` backwards through a trie of the reversed partials: a step per character the end of the text
         shares with some partial, usually one or two, instead of a lookup per possible length."""
-        node, n = self.suffix_tries[fold], len(hay)
+        node: dict[str, Any] = self.suffix_tries[fold]
+        n = len(hay)
         start = n
         for k in range(1, min(self.longest, n) + 1):
-            node = node.get(hay[n - k])
-            if node is None:
+            child = node.get(hay[n - k])
+            if child is None:
                 break
+            node = child
             if _END in node:
                 start = n - k
         return start
@@ -91,7 +93,8 @@ class SecretHold:
         return next((n - k for k in range(min(self.longest, n), 0, -1) if hay[n - k :] in parts), n)
 
     def _candidate_start(self, tail: str, folded: str, run: int) -> int:
-        n, candidates = len(tail), {}
+        n = len(tail)
+        candidates: dict[Any, list[int]] = {}
         for fold, hay in ((False, tail), (True, folded)):
             present = set(hay).union(map(str.__add__, hay, hay[1:]))  # only anchors whose start occurs
             for key in present.intersection(self.windows[fold]):

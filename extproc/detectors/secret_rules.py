@@ -38,7 +38,8 @@ class Rule:
 
     def prefix(self) -> str:
         if self.lead_in:
-            return f"(?P<pre>{self.pre or '[A-Za-z0-9_.-]{0,%d}?' % self.lead_in})"
+            lead = self.pre or "[A-Za-z0-9_.-]{0," + str(self.lead_in) + "}?"
+            return f"(?P<pre>{lead})"
         return r"\b" if all(a[0].isalnum() for a in self.anchors) else ""
 
     def anchor_group(self) -> str:  # longest first, so "password" is not taken as "pass" + a suffix
@@ -94,12 +95,11 @@ def url_password(groups: dict[str, Any], _params: Any) -> float | None:
 AN, HX, U64, B64, B = "[A-Za-z0-9]", "[0-9a-f]", "[A-Za-z0-9_-]", "[A-Za-z0-9+/]", r"\b"
 _SEP = r"\\?[\"']?[ \t]{0,4}(?:=>|:=|=|:)[ \t]{0,4}\\?[\"']?"
 _AWS40 = _SEP + r"(?P<v>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"  # no newline before the one-character end
-_AWS = dict(ignore_case=True, lead_in=24, stop="\n", check=high_entropy)
-_GITLAB = tuple(f"gl{kind}-" for kind in "pat dt rt rtr ptt soat cbt ffct ft imt agent oas wt".split())
-_SLACK = tuple("xoxb- xoxp- xoxa- xoxr- xoxs- xoxo- xoxe- xoxe.xoxp- xoxe.xoxb- xapp-".split())
-_DB = tuple("postgres postgis mysql mariadb mongodb rediss redis amqp mssql sqlserver cockroachdb clickhouse"
-            " jdbc:".split())
-_URL = tuple(s + "://" for s in "http https ftp ftps sftp ssh git smb ldap ldaps".split())
+_AWS: dict[str, Any] = {"ignore_case": True, "lead_in": 24, "stop": "\n", "check": high_entropy}
+_GITLAB = tuple(f"gl{kind}-" for kind in ["pat", "dt", "rt", "rtr", "ptt", "soat", "cbt", "ffct", "ft", "imt", "agent", "oas", "wt"])
+_SLACK = ("xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxo-", "xoxe-", "xoxe.xoxp-", "xoxe.xoxb-", "xapp-")
+_DB = ("postgres", "postgis", "mysql", "mariadb", "mongodb", "rediss", "redis", "amqp", "mssql", "sqlserver", "cockroachdb", "clickhouse", "jdbc:")
+_URL = tuple(s + "://" for s in ["http", "https", "ftp", "ftps", "sftp", "ssh", "git", "smb", "ldap", "ldaps"])
 _USER = r"[^\s:/@'\"<>]{0,64}"
 _USERINFO = f"(?P<user>{_USER}):" + r"(?P<v>[^\s/'\"<>]{1,128})@[A-Za-z0-9.\[\]_-]{1,253}"
 _AFTER_SCHEME = r"://[^\s/'\"<>]*[\s/'\"<>]"  # userinfo and host hold none of these: the URL ends there
@@ -107,7 +107,7 @@ _PEM_END = r"-{4,5} ?END [A-Z0-9 ]{0,60}-{4,5}"
 _PEM = (r"(?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?[ ]?-{4,5}"
         rf"(?:(?:[^-]|-[^-])*?{_PEM_END}|(?:[A-Za-z0-9+/=\r\n]|\\[rn]){{0,1000}})")
 _PUTTY = r"[0-9]: [^\n]{1,60}\n[\s\S]*?Private-MAC: [0-9a-f]{40,64}"
-_DOPPLER = tuple("dp.pt. dp.st. dp.sa. dp.ct. dp.scim. dp.audit.".split())
+_DOPPLER = ("dp.pt.", "dp.st.", "dp.sa.", "dp.ct.", "dp.scim.", "dp.audit.")
 
 PROVIDER_RULES: tuple[Rule, ...] = (
     Rule("openai_api_key", ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-None-"), U64 + "{20,250}",
@@ -202,12 +202,7 @@ PROVIDER_RULES: tuple[Rule, ...] = (
 # ---- generic assignments: `password = ...`, `"api_key": "..."`, `--token X`, `IDENTIFIED BY '...'` ------
 
 NOT_SECRET = frozenset(  # words in a key name that say its value is not the secret itself
-    "label field input prompt text hint placeholder message error policy regex pattern length len min max "
-    "count type name id ids url uri endpoint path file dir env header param enabled required reset forgot "
-    "expiry expires expiration ttl timeout date time format mode method version size limit usage index hash "
-    "hashed public pub next prev previous page cursor continuation num total completion sha md5 checksum "
-    "digest salt nonce fingerprint ref arn kind style class color icon button link tab visible show hide "
-    "toggle validator validation strength manager store provider rotation stdin prefix suffix tokens".split())
+    ["label", "field", "input", "prompt", "text", "hint", "placeholder", "message", "error", "policy", "regex", "pattern", "length", "len", "min", "max", "count", "type", "name", "id", "ids", "url", "uri", "endpoint", "path", "file", "dir", "env", "header", "param", "enabled", "required", "reset", "forgot", "expiry", "expires", "expiration", "ttl", "timeout", "date", "time", "format", "mode", "method", "version", "size", "limit", "usage", "index", "hash", "hashed", "public", "pub", "next", "prev", "previous", "page", "cursor", "continuation", "num", "total", "completion", "sha", "md5", "checksum", "digest", "salt", "nonce", "fingerprint", "ref", "arn", "kind", "style", "class", "color", "icon", "button", "link", "tab", "visible", "show", "hide", "toggle", "validator", "validation", "strength", "manager", "store", "provider", "rotation", "stdin", "prefix", "suffix", "tokens"])
 _PLACEHOLDER = compile_re2(  # templates, variables, masks, CSS selectors and the usual stand-ins
     r"^\$|\$[{(]|(?-i:\$[A-Z_]{3})|\{\{|%\(|%s|&lt;|<[\w .-]*>|^\*+$|x{4,}|\*{3,}|\.\.\.|^[#.][A-Za-z][\w-]*$"
     r"|your|example|sample|dummy|placeholder|redacted|changeme|replace", ignore_case=True)
@@ -249,9 +244,9 @@ def _plausible(value: str, keyword: str, literal: bool, password: bool) -> bool:
     return bare not in _KEYWORDS and not _LITERAL.fullmatch(value) and not _PLACEHOLDER.search(value)
 
 
-_PASSWORDS = tuple("password passwd passphrase pasword paswd pass pssword psswd pswd pwd pw".split())
-_SECRETS = tuple("secret token credentials credential authorization authentication auth".split())
-_KEYS = tuple("api access account private signing encryption master".split())
+_PASSWORDS = ("password", "passwd", "passphrase", "pasword", "paswd", "pass", "pssword", "psswd", "pswd", "pwd", "pw")
+_SECRETS = ("secret", "token", "credentials", "credential", "authorization", "authentication", "auth")
+_KEYS = ("api", "access", "account", "private", "signing", "encryption", "master")
 _SUFFIX = r"(?P<suf>(?:[A-Z0-9_.-][A-Za-z0-9_.-]{0,23})?)"  # not a lowercase continuation: tokenizer
 _ASSIGN = (r"\\?[\"']?[ \t]{0,16}(?P<sep>===|!==|==|!=|=>|:=|->|=|:)[ \t]{0,4}"
            r"(?:(?i:bearer|basic|token)[ \t]{1,4})?")
@@ -260,7 +255,7 @@ _QUOTED = (r"(?:\\?\"(?P<dq>[^\"\\\n]{1,300})\\?\"|'(?P<sq>[^'\n]{1,300})'|`(?P<
 _RAW = r"(?P<raw>[^\s\"'`,;<>(){}\[\]\\&]{0,299}[^\s\"'`,;<>(){}\[\]\\&.])"
 _VALUE = f"(?:{_QUOTED}|{_RAW})"
 _UNDECIDED = r"[ _.-]?[A-Za-z0-9_.-]{0,40}\\?[\"']?[ \t]{0,16}[=:!>-]?"  # key, quote, blanks, half an `!=`
-_GENERIC = dict(ignore_case=True, lead_in=32, stop="\n", check=assignment, priority=0, closure=_UNDECIDED)
+_GENERIC: dict[str, Any] = {"ignore_case": True, "lead_in": 32, "stop": "\n", "check": assignment, "priority": 0, "closure": _UNDECIDED}
 _FLAG = r"--?[A-Za-z0-9_.-]{0,24}?"  # a command-line option in front of the keyword
 _IDENTIFIED = r"[ \t]{1,4}(?:(?i:with)[ \t]{1,4}\w{1,40}[ \t]{1,4})?(?i:by)"  # IDENTIFIED [WITH plugin] BY
 _KEYWORDS = frozenset(("password", "passwd", "secret", "token", "apikey", "key", "pass", "pwd"))

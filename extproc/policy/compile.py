@@ -38,11 +38,11 @@ class CompiledPolicy:
 
 def compile_policy(loaded: LoadedPolicy) -> CompiledPolicy:
     instances: dict[bytes, Any] = {}
-    rules = tuple(_compile_rule(rule, instances) for rule in loaded.model.rules if hasattr(rule, "detector"))
-    compiled_checks = tuple(_compile_check(rule, instances) for rule in loaded.model.rules
-                            if hasattr(rule, "check"))
+    model: Any = loaded.model  # built at run time from the registries (policy/schema.py): fields by name
+    rules = tuple(_compile_rule(rule, instances) for rule in model.rules if hasattr(rule, "detector"))
+    compiled_checks = tuple(_compile_check(rule, instances) for rule in model.rules if hasattr(rule, "check"))
     by_direction = {d: tuple(r for r in rules if d in r.directions) for d in ("request", "response")}
-    return CompiledPolicy(rules, loaded.model.settings, loaded.digest, by_direction, compiled_checks)
+    return CompiledPolicy(rules, model.settings, loaded.digest, by_direction, compiled_checks)
 
 
 def _instance(kind: str, name: str, params: Any, rule_id: str, instances: dict[bytes, Any]) -> Any:

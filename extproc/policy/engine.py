@@ -95,7 +95,7 @@ def views_of(text: str, budget: Budget | None) -> list[View]:
         views.append(unescaped_view(text))
     for decoded in norm.decoded:
         span = (decoded.original_start, decoded.original_end)
-        views.append((decoded.text, lambda _s, _e, span=span: span))
+        views.append((decoded.text, _whole_span(span)))
     return views
 
 
@@ -127,6 +127,11 @@ def _is_hex(digits: str) -> bool:
     return len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits)
 
 
+def _whole_span(span: tuple[int, int]) -> Callable[[int, int], tuple[int, int]]:
+    """A decoded segment maps every finding back to the whole encoded run it came from."""
+    return lambda _start, _end: span
+
+
 def find_in_views(rule: CompiledRule, views: list[View], timings: dict[str, float] | None = None,
                   work: WorkBudget | None = None, role: str | None = None) -> list[Finding]:
     found: dict[tuple[str, int, int], Finding] = {}
@@ -147,14 +152,14 @@ def scan_text(rules: tuple[CompiledRule, ...], text: str, role: str, direction: 
     """All hits of `rules` in one piece of text; rules sharing a detector instance run it once."""
     hits: list[Hit] = []
     cache: dict[int, list[Finding]] = {}
-    views = views_of(text, budget) if normalized else [(text, None)]
+    views: list[View] = views_of(text, budget) if normalized else [(text, None)]
     for rule in rules:
         if not rule.scans_role(role):
             continue
         key = id(rule.detector)
         if key not in cache:
-            cache[key] = find_in_views(rule, views if rule.detector.normalized else [(text, None)], timings, work,
-                                       role)
+            raw: list[View] = [(text, None)]
+            cache[key] = find_in_views(rule, views if rule.detector.normalized else raw, timings, work, role)
         for finding in cache[key]:
             if finding.label in _NOT_RUN:
                 if rule.on_error == "fail_closed":
@@ -193,7 +198,7 @@ def decide(hits: list[Hit] | list[tuple[int, Hit]]) -> Decision:
     spans: dict[int, list[Span]] = {}
     for index, hit in enforced:
         if hit.action == "redact" and isinstance(hit.rule, CompiledRule):  # a check's rewrite has no span
-            spans.setdefault(index, []).append(_span_of(hit))
+            spans.setdefault(index, []).append(_span_of(hit, hit.rule))
     return Decision(
         action=action,
         rules=tuple(sorted({hit.rule.id for _, hit in found})),
@@ -220,8 +225,8 @@ def _refusal(action: str, hits: list[Hit]) -> GatewayError | None:
     return PolicyDenied(f"blocked by policy rule(s) {', '.join(rules)}: {labels} detected{place}", rules=rules)
 
 
-def _span_of(hit: Hit) -> Span:
+def _span_of(hit: Hit, rule: CompiledRule) -> Span:
     replacement = hit.finding.replacement
     if replacement is None:
-        replacement = replacement_for(hit.rule.redaction, hit.finding.label, hit.value)
+        replacement = replacement_for(rule.redaction, hit.finding.label, hit.value)
     return Span(hit.finding.start, hit.finding.end, replacement)

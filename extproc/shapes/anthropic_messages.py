@@ -18,9 +18,8 @@ import orjson
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape, tool_call
+from extproc.shapes.base import Shape, build_request, tool_call
 from extproc.shapes.openai_completions import (
-    build_request,
     dotted,
     int_field,
     request_object,
@@ -161,8 +160,8 @@ def _system_segments(system: Any) -> list[Segment]:
 def _message_segments(message: Any, where: tuple[Any, ...]) -> list[Segment]:
     if not isinstance(message, dict):
         raise MalformedRequest(f"`{dotted(where)}` must be an object")
-    role = message.get("role") if isinstance(message.get("role"), str) else "user"
-    return _content_segments(message.get("content"), role, (*where, "content"))
+    role = message.get("role")
+    return _content_segments(message.get("content"), role if isinstance(role, str) else "user", (*where, "content"))
 
 
 def _content_segments(content: Any, role: str, where: tuple[Any, ...]) -> list[Segment]:
@@ -217,8 +216,8 @@ def _output_block_segments(block: Any, where: tuple[Any, ...]) -> list[Segment]:
 
 def _block_delta(delta: dict[str, Any], index: Any) -> list[TextDelta]:
     kind = delta.get("type")
-    field, key = _DELTA_FIELDS.get(kind, (None, None)) if isinstance(kind, str) else (None, None)
-    key = index if key is None else (key, index)
+    field, tag = _DELTA_FIELDS.get(kind, (None, None)) if isinstance(kind, str) else (None, None)
+    key: Any = index if tag is None else (tag, index)
     text = delta.get(field) if field else None
     return [TextDelta(key, text, ("delta", field))] if isinstance(text, str) and text else []
 

@@ -164,7 +164,8 @@ class Shape(ABC):
         """Descriptions of each declared tool and of its parameters (OpenAI chat/Responses, Anthropic, Ollama)."""
         texts: list[str] = []
         for tool in tools:
-            spec = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            function = tool.get("function")
+            spec: dict[str, Any] = function if isinstance(function, dict) else tool
             if isinstance(spec.get("description"), str):
                 texts.append(spec["description"])
             schema = spec.get("parameters") if "parameters" in spec else spec.get("input_schema")

@@ -18,15 +18,9 @@ import orjson
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape, named_tool, tool_call
+from extproc.shapes.base import Shape, build_request, named_tool, tool_call
 from extproc.shapes.openai_chat import message_segments
-from extproc.shapes.openai_completions import (
-    build_request,
-    dotted,
-    request_object,
-    string_leaves,
-    token_usage,
-)
+from extproc.shapes.openai_completions import dotted, request_object, string_leaves, token_usage
 
 _TEXT_FIELDS = ("content", "thinking")
 
@@ -126,7 +120,8 @@ def ollama_closed_keys(payload: Any, keys: Iterable[Any]) -> list[Any]:
         return []
     if payload.get("done") is True:
         return list(keys)
-    body = payload.get("message") if isinstance(payload.get("message"), dict) else payload
+    message = payload.get("message")
+    body: dict[str, Any] = message if isinstance(message, dict) else payload
     answering = bool(body.get("content") or body.get("response")) and not body.get("thinking")
     return [k for k in keys if k == "thinking"] if answering else []
 

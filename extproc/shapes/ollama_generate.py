@@ -11,8 +11,9 @@ import orjson
 
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
+from extproc.shapes.base import build_request, optional_string
 from extproc.shapes.ollama_chat import OllamaFamily
-from extproc.shapes.openai_completions import build_request, optional_string, request_object
+from extproc.shapes.openai_completions import request_object
 
 _REQUEST_FIELDS = (("system", "system"), ("prompt", "user"), ("suffix", "user"))
 _RESPONSE_FIELDS = ("response", "thinking")

@@ -8,9 +8,9 @@ from typing import Any
 
 from extproc.model import ParsedRequest, Segment, TextDelta
 from extproc.shapes import register
-from extproc.shapes.base import Shape
+from extproc.shapes.base import Shape, build_request
 from extproc.shapes.openai_chat import openai_error, openai_usage
-from extproc.shapes.openai_completions import build_request, request_object, sse_error_event, text_or_texts
+from extproc.shapes.openai_completions import request_object, sse_error_event, text_or_texts
 
 
 @register

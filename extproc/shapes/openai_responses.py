@@ -20,17 +20,9 @@ import orjson
 from extproc.errors import MalformedRequest
 from extproc.model import ParsedRequest, Segment, TextDelta, ToolCall, ToolChoice, ToolFragment
 from extproc.shapes import register
-from extproc.shapes.base import Shape, tool_call
+from extproc.shapes.base import Shape, build_request, optional_string, tool_call
 from extproc.shapes.openai_chat import openai_error, openai_tool_choice
-from extproc.shapes.openai_completions import (
-    build_request,
-    dotted,
-    int_field,
-    optional_string,
-    request_object,
-    sse_error_event,
-    token_usage,
-)
+from extproc.shapes.openai_completions import dotted, int_field, request_object, sse_error_event, token_usage
 
 _PART_TEXT = ("text", "refusal")  # the text field of input_text / output_text / summary_text / refusal parts
 _CALLS = {"function_call": "arguments", "custom_tool_call": "input"}  # assistant tool calls: text field

@@ -86,8 +86,8 @@ def _summary(rows, scores, split, layer):
     positives = [i for i in held if rows[i].label == 1]
     no_mosscap = [i for i in positives if rows[i].source != "lakera_mosscap"]
     lines = [f"### Summary on held-out rows (never trained on): {layer}", "",
-             "| threshold | recall (all held-out attacks) | recall without mosscap | FPR realistic benign | "
-             "NotInject accuracy | XSTest-safe accuracy |", "|---|---|---|---|---|---|"]
+             ("| threshold | recall (all held-out attacks) | recall without mosscap | FPR realistic benign | "
+             "NotInject accuracy | XSTest-safe accuracy |"), "|---|---|---|---|---|---|"]
     s = scores[layer]
     for t in sorted({*SWEEP, USER, pi.DEFAULT_THRESHOLD}):
         cells = []

@@ -71,8 +71,8 @@ class Stack:
             wait_for_port(self.grpc_port + i, 30, self.procs["service"])
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(os.path.join(self.workdir, f"{name}.log"), "ab")
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(os.path.join(self.workdir, f"{name}.log"), "ab") as log:  # the child keeps its own copy
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def write_policy(self, text: str) -> None:
         tmp = self.policy_path + ".tmp"

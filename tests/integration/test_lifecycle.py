@@ -26,7 +26,7 @@ def test_sigterm_lets_in_flight_streams_finish_then_envoy_fails_closed(request, 
     first_bytes = threading.Event()
 
     def client():
-        reply, got = stack.stream(CHAT, chat("go", stream=True), on_first_bytes=first_bytes.set)
+        reply, _got = stack.stream(CHAT, chat("go", stream=True), on_first_bytes=first_bytes.set)
         result["reply"] = reply
 
     thread = threading.Thread(target=client)

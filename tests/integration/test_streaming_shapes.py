@@ -106,7 +106,7 @@ def test_split_key_is_redacted_and_the_stream_still_streams(stack, upstream, cas
 def test_deny_mid_stream_ends_with_what_the_shapes_clients_show(stack, upstream, case):
     """OpenAI: the notice chunk, then the error event; Anthropic: the error event; Ollama: a last `done: true`
     line carrying the notice (stream_deny_notice: auto)."""
-    path, content_type, make, text_of, payload = CASES[case]
+    path, content_type, make, _text_of, payload = CASES[case]
     upstream.respond(path, headers={"content-type": content_type},
                      chunks=make(["fine ", "then FORB", "IDDEN text", " more"]), chunk_delay=0.05)
     reply, _ = stack.stream(path, payload, {"x-request-id": f"deny-{case}"})

@@ -744,7 +744,7 @@ def floating_tag(image: str) -> str | None:
     """Why `image` may change under the same name (None when pinned to a full version or a digest)."""
     if "@sha256:" in image:
         return None
-    name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    _name, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
     if not tag:
         return "no tag (means latest)"
     if re.search(r"latest|^(main|master|dev|nightly|edge|stable)(-|$)", tag):

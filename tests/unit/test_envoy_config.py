@@ -25,7 +25,7 @@ def test_rendered_bootstraps_pass_envoy_validate(tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(render_yaml(ports))
         result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path)],
-                                capture_output=True, text=True, timeout=60)
+                                capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "OK" in result.stdout + result.stderr
 

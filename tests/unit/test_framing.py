@@ -1,5 +1,6 @@
 """Stream framers: no byte lost or changed, and the same records whatever the chunking."""
 
+import itertools
 import random
 import time
 
@@ -57,7 +58,7 @@ def run(kind: str, chunks: list[bytes]) -> list[Record]:
 
 def split_at(data: bytes, points: list[int]) -> list[bytes]:
     bounds = [0, *sorted(points), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def raw_of(records: list[Record]) -> bytes:

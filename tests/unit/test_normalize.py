@@ -204,7 +204,7 @@ def test_many_distinct_changed_characters_take_the_translate_path() -> None:
     norm = normalize(raw)
     assert norm.text == "".join(fold_char(c) for c in raw)
     assert [norm.to_original(i, i + 1)[0] for i in range(len(norm.text))] == [
-        *range(0, 161), 162, 162, *range(163, len(raw))]
+        *range(161), 162, 162, *range(163, len(raw))]
 
 
 def test_to_original_rejects_spans_outside_the_text() -> None:
@@ -245,7 +245,7 @@ def test_url_run_with_fewer_than_three_escapes_is_left_alone() -> None:
 
 @pytest.mark.parametrize("prefix", ["", "0x"])
 def test_hex_segment_decodes(prefix: str) -> None:
-    blob = prefix + "my secret password is hunter2".encode().hex()
+    blob = prefix + b"my secret password is hunter2".hex()
     raw = f"data {blob}."
     assert normalize(raw).decoded == [Decoded("my secret password is hunter2", 5, 5 + len(blob), "hex")]
 

@@ -13,7 +13,7 @@ def read(*parts):
 
 def test_ci_runs_the_readme_test_command():
     readme = read("README.md")
-    block = re.search(r"## Quick start.*?```sh\n(.*?)```", readme, re.S).group(1)
+    block = re.search(r"## Quick start.*?```sh\n(.*?)```", readme, re.DOTALL).group(1)
     commands = [line for line in block.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2
     up_command, test_command = commands

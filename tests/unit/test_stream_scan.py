@@ -28,7 +28,7 @@ def run(policy, stream: bytes, chunks: list[bytes] | None = None, **kw) -> tuple
 
 
 def split_at(data: bytes, points: list[int]) -> list[bytes]:
-    points = sorted(set(p for p in points if 0 < p < len(data)))
+    points = sorted({p for p in points if 0 < p < len(data)})
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
 
 

@@ -141,7 +141,7 @@ def test_enum_matches_envoy(enum: EnumDescriptor) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
-def test_rpc_matches_envoy(method) -> None:  # noqa: ANN001 (MethodDescriptor)
+def test_rpc_matches_envoy(method) -> None:
     service = method.containing_service
     base = getattr(importlib.import_module(f"envoy_data_plane.{service.file.package}"), f"{service.name}Base")
     handlers = base().__mapping__()
@@ -166,7 +166,7 @@ def _header_option(key: str, value: bytes) -> pb.HeaderValueOption:
     return option
 
 
-def _ref_set_headers(mutation) -> list[tuple[str, bytes, int]]:  # noqa: ANN001 (betterproto2 HeaderMutation)
+def _ref_set_headers(mutation) -> list[tuple[str, bytes, int]]:
     return [(o.header.key, o.header.raw_value, o.append_action) for o in mutation.set_headers]
 
 

@@ -88,7 +88,7 @@ def test_classifier_scores_obvious_cases():
     benign = "what is a good recipe for banana bread with walnuts?"
     (p_attack,) = model.window_probabilities(attack, pi.windows(len(attack)))
     (p_benign,) = model.window_probabilities(benign, pi.windows(len(benign)))
-    assert p_attack > 0.9 > 0.5 > p_benign
+    assert p_attack > 0.9 and p_benign < 0.5
 
 
 def test_injection_inside_long_document_is_not_diluted():

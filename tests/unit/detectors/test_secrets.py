@@ -89,8 +89,8 @@ SAMPLES = {
     "github_fine_grained_pat": lambda: "github_pat_" + r(ALNUM, 22) + "_" + r(ALNUM, 59),
     "gcp_service_account": lambda: ('{{"type": "x", "private_key_id": "{}"}}', r(HEX, 40)),
     "azure_storage_key": lambda: ("AccountName=acct;AccountKey={};EndpointSuffix=x", r(B64, 86) + "=="),
-    "azure_connection_string": lambda: ("Endpoint=sb://n.servicebus.windows.net/;SharedAccessKeyName=Root;"
-                                        "SharedAccessKey={}", r(B64, 43) + "="),
+    "azure_connection_string": lambda: (("Endpoint=sb://n.servicebus.windows.net/;SharedAccessKeyName=Root;"
+                                        "SharedAccessKey={}"), r(B64, 43) + "="),
     "slack_token": lambda: f"xoxb-{r(DIGITS, 12)}-{r(DIGITS, 13)}-{r(ALNUM, 24)}",
     "slack_webhook": lambda: f"hooks.slack.com/services/T{r(UPPER, 9)}/B{r(UPPER, 9)}/{r(ALNUM, 24)}",
     "sendgrid_key": lambda: f"SG.{r(URL64, 22)}.{r(URL64, 43)}",
@@ -187,7 +187,7 @@ def test_checksum_raises_the_score_never_gates_and_specific_rules_win():
 
 
 HARD_NEGATIVES = [
-    '"id": "{}-{}-{}-{}-{}",'.format(r(HEX, 8), r(HEX, 4), r(HEX, 4), r(HEX, 4), r(HEX, 12)),
+    f'"id": "{r(HEX, 8)}-{r(HEX, 4)}-{r(HEX, 4)}-{r(HEX, 4)}-{r(HEX, 12)}",',
     f"md5 {r(HEX, 32)} sha1 {r(HEX, 40)} sha256 {r(HEX, 64)}",
     f"commit {r(HEX, 40)}\nAuthor: Jane <jane@example.com>\n    Fix the tokenizer (#2135)",
     f'"integrity": "sha512-{r(B64, 86)}==",',
