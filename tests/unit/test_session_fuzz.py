@@ -444,6 +444,14 @@ def test_stream_event_hooks_never_raise(name, payload, keys):
     shape.is_usage_only(payload)
 
 
+def test_regression_closed_keys_with_unhashable_index():
+    """An event whose choice `index` is not an integer (here a list) must not raise from `closed_keys`: the
+    choice is taken at its position, as the text deltas are."""
+    event = {"choices": [{"index": [0], "finish_reason": "stop"}]}
+    assert SHAPES["openai_chat"].closed_keys(event, [(0, "content"), (1, "content")]) == [(0, "content")]
+    assert SHAPES["openai_completions"].closed_keys(event, [0, 1]) == [0]
+
+
 # ---- regressions found by the fuzzer -------------------------------------------------------------------------
 REDACT = POLICIES[0]
 
