@@ -50,12 +50,17 @@ class RequestPhase(SessionState):
     def _unknown_path(self, path: str, method: str) -> pb.ProcessingResponse:
         """A request with no JSON body for a model: `unknown_paths` decides; read-only metadata that chat UIs
         need (model lists, versions) always passes."""
+        self._not_llm_traffic(allowed=shapes.is_metadata_path(method, path))
+        return envoy.headers_reply("request", mode=envoy.pass_through_mode())
+
+    def _not_llm_traffic(self, allowed: bool) -> None:
+        """`unknown_paths` decides what carries no JSON for a model: deny refuses it (unless `allowed`), allow
+        passes it with no further phases."""
         self.shape = None
         self.record.shape = None
-        if self.settings.unknown_paths == "deny" and not shapes.is_metadata_path(method, path):
+        if self.settings.unknown_paths == "deny" and not allowed:
             raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
         self.record.decision = "pass"
-        return envoy.headers_reply("request", mode=envoy.pass_through_mode())
 
     def _skip_unneeded_phases(self, path: str) -> pb.ProcessingMode | None:
         """Each ext_proc message costs ~100 µs: when no rule can apply to a direction (whatever the model),
@@ -119,11 +124,7 @@ class RequestPhase(SessionState):
 
     def _non_json_body(self) -> pb.ProcessingResponse:
         """Not JSON, on a path no shape serves: not LLM traffic, so `unknown_paths` applies."""
-        self.shape = None
-        self.record.shape = None
-        if self.settings.unknown_paths == "deny":
-            raise PolicyDenied("this path is not an LLM API the gateway governs", code="unknown_path")
-        self.record.decision = "pass"
+        self._not_llm_traffic(allowed=False)
         return envoy.body_reply("request", mode=envoy.pass_through_mode())
 
     async def _request_checks_then_rules(self, parsed: Any, clamped: bool) -> pb.ProcessingResponse:

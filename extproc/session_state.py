@@ -78,11 +78,12 @@ class SessionState:
             self.record.usage = usage
 
     def _annotation(self) -> str:
-        parts = [self.verdict.decision]
-        if self.verdict.would:
-            parts.append("would=" + ",".join(self.verdict.would))
-        if self.verdict.hits:
-            parts.append("rules=" + ",".join(self.verdict.rule_ids()))
+        decision = decide(self.verdict.hits)  # once: decision and would come from the same evaluation
+        parts = [decision.action]
+        if decision.would:
+            parts.append("would=" + ",".join(decision.would))
+        if decision.rules:
+            parts.append("rules=" + ",".join(decision.rules))
         return "; ".join(parts)
 
     def _metadata(self) -> dict[str, Any]:

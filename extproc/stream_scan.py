@@ -148,9 +148,8 @@ class StreamScanner:
     def _take(self, records: list[Record], final: bool) -> bytes:
         self._check_total(records)
         touched: set[Any] = set()
-        closed: set[Any] = set()
         for record in records:
-            touched.update(self._append(record, closed))
+            touched.update(self._append(record))
         if final:
             touched = set(self.keys)
             self._close_tool_calls()
@@ -176,7 +175,7 @@ class StreamScanner:
             raise PayloadTooLarge(f"streamed response is larger than {self.max_total} bytes",
                                   code="response_too_large")
 
-    def _append(self, record: Record, closed: set[Any]) -> list[Any]:
+    def _append(self, record: Record) -> list[Any]:
         payload = self.shape.decode_record(record)
         if payload is not None:
             if self.on_payload is not None:
@@ -187,7 +186,6 @@ class StreamScanner:
                 if self.strip_usage and self.shape.is_usage_only(payload):
                     return []
             deltas = self.shape.stream_deltas(payload)
-            self._note_closed(payload, deltas, closed)
             deltas += self._other_deltas(record, payload, deltas)
             tools = self._take_tool_fragments(payload)
         elif record.data == b"[DONE]":
@@ -235,13 +233,6 @@ class StreamScanner:
                 if _is_whole(payload, locator):
                     self._whole.add(key)
         return out
-
-    def _note_closed(self, payload: Any, deltas: list[TextDelta], closed: set[Any]) -> None:
-        keys = set(self.keys) | {d.key for d in deltas}
-        for key in self.shape.closed_keys(payload, keys):
-            if key not in self.keys:
-                self.keys[key] = _KeyText()
-            closed.add(key)
 
     def _take_tool_fragments(self, payload: Any) -> tuple[Any, ...]:
         """Assemble the event's tool-call pieces, check the calls it completes; the keys to hold it for."""

@@ -88,8 +88,8 @@ class Shape(ABC):
         return b""
 
     def closed_keys(self, payload: Any, keys: Iterable[Any]) -> list[Any]:
-        """Of the stream's delta `keys`, those this event ends (no more text will come for them), so their
-        held tail can be released without waiting for the end of the stream."""
+        """Of the stream's delta `keys`, those this event ends (no more text will come for them). Used to know
+        when a streamed tool call is complete; it never releases held text (only the bytes ending do)."""
         return []
 
     # ---- token usage (optional; shapes that report usage override these) ---------------------------------

@@ -480,14 +480,14 @@ def test_regression_a_stream_ended_by_an_internal_error_stays_ended(monkeypatch)
     the stream with the error event; text held before it and records after it must not follow."""
     from extproc.shapes.openai_chat import OpenAIChat
 
-    original = OpenAIChat.closed_keys
+    original = OpenAIChat.stream_deltas
 
-    def explode_on_list_index(self, payload, keys):
+    def explode_on_list_index(self, payload):
         if any(isinstance(c.get("index"), list) for c in payload.get("choices", [])):
             raise TypeError("unhashable index")
-        return original(self, payload, keys)
+        return original(self, payload)
 
-    monkeypatch.setattr(OpenAIChat, "closed_keys", explode_on_list_index)
+    monkeypatch.setattr(OpenAIChat, "stream_deltas", explode_on_list_index)
     session = Session(REDACT)
     session.handle(request_headers())
     session.handle(request_body({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
