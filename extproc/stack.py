@@ -33,10 +33,20 @@ class StackError(Exception):
     """The stack cannot start; the message is one line for the terminal."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A port nothing holds now and this process has not handed out before: the kernel may give the same
+    ephemeral port to two calls in a row once the first probe socket is closed (seen: Envoy's listener and
+    admin ports equal, and Envoy failing to bind)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_taken(port: int, host: str = HOST) -> bool:
